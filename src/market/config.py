@@ -1,0 +1,32 @@
+"""One settings object for every verimarket process, read from VERIMARKET_* variables.
+
+Defaults are the embedded development setup (anvil, SQLite, kombu's filesystem transport);
+production sets the URLs (docker-compose.yml shows which).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from market.paths import artifacts_dir, data_dir
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VERIMARKET_", extra="ignore")
+
+    rpc_url: str = "http://127.0.0.1:8545"
+    private_key: str | None = Field(default=None, repr=False)
+    deployment_file: Path = Field(default_factory=lambda: data_dir() / "deployment.json")
+    artifacts: Path = Field(default_factory=artifacts_dir)
+    data: Path = Field(default_factory=data_dir)
+    database_url: str | None = None
+    broker_url: str | None = None
+    batch_max: int = 32
+    batch_wait_ms: float = 5.0
+
+
+def get_settings() -> Settings:
+    return Settings()

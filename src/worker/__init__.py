@@ -1,0 +1,1 @@
+"""verimarket worker package."""
