@@ -19,12 +19,15 @@ from market.errors import VerimarketError
 
 app = typer.Typer(no_args_is_help=True, help="verimarket: verifiable AI inference for on-chain agents.")
 models_app = typer.Typer(no_args_is_help=True, help="Build, list and show models.")
+node_app = typer.Typer(no_args_is_help=True, help="Operate a node: register, run, status.")
 app.add_typer(models_app, name="models")
+app.add_typer(node_app, name="node")
 
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+DeploymentOpt = Annotated[Path | None, typer.Option("--deployment", help="deployment file (default: VERIMARKET_DEPLOYMENT_FILE)")]
 RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: VERIMARKET_RPC_URL)")]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="private key (default: VERIMARKET_PRIVATE_KEY)", show_default=False)]
 
@@ -82,7 +85,172 @@ def models_build(
     target = out or get_settings().artifacts
     manifests = build_models(target, only or None, progress=True)
     for m in manifests:
-        console.print(f"{m.name}: model id 0x{m.model_id.hex()} ({len(m.segments)} segments)")
+        console.print(f"{m.name}: model id 0x{m.model_id[2:]} ({len(m.segments)} segments)")
+
+
+def _load_deployment(path: Path | None) -> Any:
+    from market.chain.types import Deployment
+    from market.config import get_settings
+    from market.errors import ConfigError
+
+    target = path or get_settings().deployment_file
+    if not target.exists():
+        raise ConfigError(f"no deployment file at {target}: run `verimarket deploy` or pass --deployment")
+    return Deployment.load(target)
+
+
+def _key(key: str | None, what: str) -> str:
+    from market.config import get_settings
+    from market.errors import ConfigError
+
+    k = key or get_settings().private_key
+    if not k:
+        raise ConfigError(f"{what} needs a key: pass --key or set VERIMARKET_PRIVATE_KEY")
+    return k
+
+
+@node_app.command("run")
+@friendly
+def node_run(
+    model: Annotated[list[str], typer.Option("--model", help="model names to serve")],
+    deployment: DeploymentOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Run the node: find jobs, claim them, queue inference, commit results."""
+    import signal
+    import threading
+
+    from market.config import get_settings
+    from worker.celery_app import enqueue_infer
+    from worker.node import NodeService
+
+    s = get_settings()
+    svc = NodeService(s, _load_deployment(deployment), _key(key, "running a node"), model,
+                      enqueue_infer)
+    svc.setup()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    svc.start()
+    s.data.mkdir(parents=True, exist_ok=True)
+    (s.data / "node-ready").touch()
+    console.print(f"node {svc.market.client.address} serving {', '.join(model)}")
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        svc.stop()
+
+
+@node_app.command("register")
+@friendly
+def node_register(
+    stake: Annotated[float, typer.Option(help="stake to deposit, in ETH")] = 1.0,
+    model: Annotated[list[str] | None, typer.Option("--model", help="model names to serve")] = None,
+    price: Annotated[int, typer.Option(help="price per job in wei")] = 10**15,
+    deployment: DeploymentOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Register as a node with a stake and declare the models served and their price."""
+    from market.chain.client import ChainClient
+    from market.chain.market import Market
+    from market.config import get_settings
+    from worker.models import load_model
+
+    dep = _load_deployment(deployment)
+    m = Market(ChainClient(dep.rpc_url, _key(key, "registering a node")), dep)
+    info = m.node_info(m.client.address)
+    wei = int(stake * 10**18)
+    if not info.registered:
+        m.register_node(wei)
+    elif wei:
+        m.add_stake(wei)
+    for name in model or []:
+        manifest = load_model(get_settings().artifacts, name).manifest
+        m.set_model_price(manifest.model_id_bytes, price)
+        console.print(f"serving {name} (0x{manifest.model_id_bytes.hex()}) at {price} wei")
+    info = m.node_info(m.client.address)
+    console.print(f"node {m.client.address}: stake {info.stake} wei, locked {info.locked} wei")
+
+
+@app.command()
+@friendly
+def worker(
+    concurrency: Annotated[int, typer.Option(help="concurrent tasks (threads)")] = 32,
+    queues: Annotated[str, typer.Option(help="queues to consume")] = "infer",
+    loglevel: Annotated[str, typer.Option()] = "warning",
+) -> None:
+    """Run a Celery inference worker (threads pool: tasks meet in one batcher)."""
+    from worker.celery_app import app as celery_app
+
+    celery_app.worker_main(["worker", "-P", "threads", "-c", str(concurrency), "-Q", queues,
+                            "-l", loglevel, "--without-gossip", "--without-mingle",
+                            "--without-heartbeat"])
+
+
+@app.command()
+@friendly
+def settle(
+    deployment: DeploymentOpt = None,
+    key: KeyOpt = None,
+    interval: Annotated[float, typer.Option(help="seconds between rounds")] = 0.25,
+) -> None:
+    """Run the settlement service: finalize after the window, expire overdue jobs."""
+    import signal
+    import threading
+
+    from market.chain.client import ChainClient
+    from market.chain.market import Market
+    from market.chain.txmanager import TxManager
+    from market.config import get_settings
+    from market.db import Base, make_engine, make_sessions
+    from market.db.txstore import ChainTx
+    from market.settlement import Settler
+
+    s = get_settings()
+    dep = _load_deployment(deployment)
+    client = ChainClient(dep.rpc_url, _key(key, "settling"))
+    s.data.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(s.database_url or f"sqlite:///{s.data / 'settler.sqlite'}")
+    Base.metadata.create_all(engine, tables=[ChainTx.__table__])
+    settler = Settler(Market(client, dep), TxManager(client, make_sessions(engine)))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    (s.data / "settler-ready").touch()
+    try:
+        settler.run(stop, interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+@friendly
+def demo(
+    jobs: Annotated[int, typer.Option("--jobs", "-n", help="number of jobs")] = 200,
+    concurrency: Annotated[int, typer.Option(help="concurrent agents submitting")] = 8,
+    model: Annotated[str, typer.Option(help="model to use")] = "digits-mlp",
+    rpc: Annotated[str | None, typer.Option("--rpc", help="external chain (keys from VERIMARKET_DEMO_KEYS)")] = None,
+    broker: Annotated[str | None, typer.Option(help="Celery broker URL (default: filesystem)")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    batch_max: Annotated[int, typer.Option(help="largest inference batch")] = 32,
+    batch_wait_ms: Annotated[float, typer.Option(help="longest wait to fill a batch (ms)")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
+) -> None:
+    """Run the whole market end to end on a local chain and print what happened."""
+    from market.config import get_settings
+    from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json
+
+    cfg = DemoConfig(jobs=jobs, concurrency=concurrency, model=model, rpc=rpc,
+                     keys=demo_keys_from_env(), broker=broker, workers=workers,
+                     batch_max=batch_max, batch_wait_ms=batch_wait_ms,
+                     artifacts=get_settings().artifacts)
+    summary = Demo(cfg, err_console).run()
+    if as_json:
+        print(summary_json(summary))
+    else:
+        print_summary(summary, console)
+    if summary.jobs_settled != summary.jobs_submitted or not summary.reconciled:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,29 @@ class Settings(BaseSettings):
     data: Path = Field(default_factory=data_dir)
     database_url: str | None = None
     broker_url: str | None = None
+    node_database_url: str | None = None
+    blob_dir: Path | None = None
+    blob_base_url: str = "http://127.0.0.1:8000/blobs/"
+    inline_output_max: int = 1024
     batch_max: int = 32
     batch_wait_ms: float = 5.0
+    device: str | None = None
+    warm_models: str = ""
+
+    def warm(self) -> list[str]:
+        return [m for m in self.warm_models.split(",") if m]
+
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    def node_db(self) -> str:
+        if self.node_database_url:
+            return self.node_database_url
+        self.data.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data / 'node.sqlite'}"
+
+    def blobs(self) -> Path:
+        return self.blob_dir or self.data / "blobs"
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,301 @@
+"""Send transactions through a persisted state machine: gapless nonces, one in flight per
+key, gas bumping up to a cap, and resumption after a crash without sending anything twice.
+
+The model is Chainlink's transaction manager. Every transaction is a row (`ChainTx`) before
+anything touches the network; the nonce, the signed bytes and the hash are written in one
+database commit *before* the broadcast, so a process killed between "nonce assigned" and
+"sent" re-broadcasts exactly the same signed transaction when it restarts: the chain sees one
+transaction, never two. Only one process may drive a given key (the worker and the settlement
+service each own theirs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import TxParams
+
+from market.chain.client import ChainClient, revert_from_exception
+from market.db.txstore import ChainTx, TxState
+from market.errors import ChainError, ContractRevert
+
+log = logging.getLogger(__name__)
+
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction", "nonce too low",
+                  "replacement transaction underpriced")
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """The outcome of a transaction that reached a terminal state."""
+
+    id: int
+    state: TxState
+    tx_hash: str | None
+    nonce: int | None
+    block_number: int | None
+    gas_used: int | None
+    error: str | None
+    revert: ContractRevert | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TxState.CONFIRMED
+
+
+@dataclass(frozen=True)
+class GasPolicy:
+    """How fees start and grow. A bump raises both fees by at least ``bump_percent``."""
+
+    bump_after_s: float = 15.0
+    bump_percent: int = 20
+    fee_cap_wei: int = 500 * 10**9
+    tip_wei: int = 10**9
+    gas_margin: float = 1.25
+
+
+class TxManager:
+    """Persisted, crash-safe sender for one key."""
+
+    def __init__(self, client: ChainClient, sessions: sessionmaker[Session],
+                 gas: GasPolicy | None = None) -> None:
+        if client.account is None:
+            raise ChainError("TxManager needs a client with a key")
+        self.client = client
+        self.account: LocalAccount = client.account
+        self.sender = client.address
+        self.sessions = sessions
+        self.gas = gas or GasPolicy()
+        self._lock = threading.RLock()
+        self._reverts: dict[int, ContractRevert] = {}
+
+    # ------------------------------------------------------------------ public
+    def enqueue(self, to: str, data: bytes, *, value: int = 0, key: str | None = None,
+                purpose: str = "", gas_limit: int | None = None) -> int:
+        """Record a transaction to send; returns its id. Idempotent on ``key``."""
+        with self.sessions.begin() as s:
+            if key is not None:
+                existing = s.scalar(select(ChainTx.id).where(
+                    ChainTx.sender == self.sender, ChainTx.idempotency_key == key))
+                if existing is not None:
+                    return int(existing)
+            row = ChainTx(chain_id=self.client.chain_id, sender=self.sender, idempotency_key=key,
+                          purpose=purpose, to_address=Web3.to_checksum_address(to), data=data,
+                          value=str(value), gas_limit=gas_limit, state=TxState.UNSTARTED,
+                          all_hashes=[])
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def step(self) -> bool:
+        """Advance the oldest work by one move. Returns True when something changed."""
+        with self._lock:
+            with self.sessions() as s:
+                inflight = s.scalars(select(ChainTx).where(
+                    ChainTx.sender == self.sender,
+                    ChainTx.state.in_([TxState.SIGNED, TxState.SENT]),
+                ).order_by(ChainTx.nonce).limit(1)).first()
+                if inflight is not None:
+                    return self._advance(s, inflight)
+                nxt = s.scalars(select(ChainTx).where(
+                    ChainTx.sender == self.sender, ChainTx.state == TxState.UNSTARTED,
+                ).order_by(ChainTx.id).limit(1)).first()
+                if nxt is None:
+                    return False
+                self._start(s, nxt)
+                return True
+
+    def result(self, tx_id: int) -> TxResult | None:
+        """The terminal outcome of ``tx_id``, or None while it is still pending."""
+        with self.sessions() as s:
+            row = s.get(ChainTx, tx_id)
+            if row is None:
+                raise ChainError(f"no transaction with id {tx_id}")
+            if row.state not in (TxState.CONFIRMED, TxState.FAILED):
+                return None
+            return TxResult(row.id, row.state, row.tx_hash, row.nonce, row.block_number,
+                            row.gas_used, row.error, self._reverts.get(row.id))
+
+    def wait(self, tx_id: int, timeout: float = 120.0, poll: float = 0.02) -> TxResult:
+        """Drive the queue until ``tx_id`` is confirmed or failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            res = self.result(tx_id)
+            if res is not None:
+                return res
+            if time.monotonic() > deadline:
+                raise ChainError(f"transaction {tx_id} still pending after {timeout} s")
+            if not self.step():
+                time.sleep(poll)
+
+    def send(self, to: str, data: bytes, **kwargs: Any) -> TxResult:
+        """enqueue + wait."""
+        timeout = kwargs.pop("timeout", 120.0)
+        return self.wait(self.enqueue(to, data, **kwargs), timeout=timeout)
+
+    def pending_count(self) -> int:
+        with self.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(ChainTx).where(
+                ChainTx.sender == self.sender,
+                ChainTx.state.in_([TxState.UNSTARTED, TxState.SIGNED, TxState.SENT]))) or 0)
+
+    def run(self, stop: threading.Event, idle_sleep: float = 0.02) -> None:
+        """Drive the queue until ``stop`` is set (a background thread's body)."""
+        while not stop.is_set():
+            try:
+                if not self.step():
+                    stop.wait(idle_sleep)
+            except ChainError as exc:
+                log.warning("txmanager step failed: %s", exc)
+                stop.wait(0.5)
+
+    # ------------------------------------------------------------------ moves
+    def _start(self, s: Session, row: ChainTx) -> None:
+        tx: TxParams = {"from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
+                        "value": int(row.value), "chainId": row.chain_id}
+        if row.gas_limit is None:
+            try:
+                estimate = int(self.client.rpc(lambda: self.client.w3.eth.estimate_gas(tx)))
+            except (ContractCustomError, ContractLogicError, Web3RPCError) as exc:
+                revert = revert_from_exception(exc)
+                self._fail(s, row, str(revert or exc), revert)
+                return
+            row.gas_limit = int(estimate * self.gas.gas_margin) + 30_000
+        tip, max_fee = self._initial_fees()
+        row.nonce = self._next_nonce(s)
+        row.max_priority_fee_per_gas, row.max_fee_per_gas = str(tip), str(max_fee)
+        self._sign(row)
+        row.state = TxState.SIGNED
+        s.commit()  # nonce + signed bytes are durable before anything is broadcast
+        self._broadcast(s, row)
+
+    def _advance(self, s: Session, row: ChainTx) -> bool:
+        if row.state is TxState.SIGNED:
+            self._broadcast(s, row)
+            return True
+        receipt = self._find_receipt(row)
+        if receipt is not None:
+            row.block_number = int(receipt["blockNumber"])
+            row.gas_used = int(receipt["gasUsed"])
+            if int(receipt["status"]) == 1:
+                row.state = TxState.CONFIRMED
+                row.tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+                s.commit()
+            else:
+                revert = self._replay(row, int(receipt["blockNumber"]))
+                self._fail(s, row, str(revert) if revert else "reverted", revert)
+            return True
+        mined_nonce = int(self.client.rpc(
+            lambda: self.client.w3.eth.get_transaction_count(self.sender, "latest")))
+        if row.nonce is not None and mined_nonce > row.nonce:
+            # our nonce was used, but by none of our hashes: give the receipt a moment first
+            if time.time() - (row.sent_at or 0) > 5.0:
+                self._fail(s, row, f"nonce {row.nonce} was consumed by another transaction", None)
+                return True
+            return False
+        if time.time() - (row.sent_at or 0) >= self.gas.bump_after_s:
+            self._bump(s, row)
+            return True
+        return False
+
+    def _broadcast(self, s: Session, row: ChainTx) -> None:
+        assert row.raw is not None
+        raw = row.raw
+        try:
+            self.client.rpc(lambda: self.client.w3.eth.send_raw_transaction(raw))
+        except Web3RPCError as exc:
+            if not any(m in str(exc).lower() for m in _ALREADY_KNOWN):
+                text = str(exc)
+                if "insufficient funds" in text.lower():
+                    text = f"insufficient funds in {self.sender}: fund the key"
+                self._fail(s, row, text, None)
+                return
+        row.state = TxState.SENT
+        row.broadcasts += 1
+        row.sent_at = time.time()
+        s.commit()
+
+    def _bump(self, s: Session, row: ChainTx) -> None:
+        old_tip, old_max = int(row.max_priority_fee_per_gas or 0), int(row.max_fee_per_gas or 0)
+        if old_max >= self.gas.fee_cap_wei:
+            row.sent_at = time.time()  # at the cap: keep waiting, re-broadcast the same bytes
+            self._broadcast(s, row)
+            return
+        factor = 1 + self.gas.bump_percent / 100
+        tip = math.ceil(old_tip * factor)
+        base = self._base_fee()
+        max_fee = max(math.ceil(old_max * factor), 2 * base + tip)
+        max_fee = min(max_fee, self.gas.fee_cap_wei)
+        tip = min(tip, max_fee)
+        row.max_priority_fee_per_gas, row.max_fee_per_gas = str(tip), str(max_fee)
+        row.bumps += 1
+        self._sign(row)
+        s.commit()
+        log.info("bumped tx %s (nonce %s) to max fee %s", row.id, row.nonce, max_fee)
+        self._broadcast(s, row)
+
+    # ------------------------------------------------------------------ helpers
+    def _sign(self, row: ChainTx) -> None:
+        tx = {
+            "from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
+            "value": int(row.value), "chainId": row.chain_id, "nonce": row.nonce,
+            "gas": row.gas_limit, "maxFeePerGas": int(row.max_fee_per_gas or 0),
+            "maxPriorityFeePerGas": int(row.max_priority_fee_per_gas or 0), "type": 2,
+        }
+        signed = self.account.sign_transaction(cast(dict[str, Any], tx))
+        row.raw = bytes(signed.raw_transaction)
+        row.tx_hash = HexBytes(signed.hash).to_0x_hex()
+        row.all_hashes = [*row.all_hashes, row.tx_hash]
+
+    def _fail(self, s: Session, row: ChainTx, error: str, revert: ContractRevert | None) -> None:
+        row.state = TxState.FAILED
+        row.error = error
+        if revert is not None:
+            self._reverts[row.id] = revert
+        s.commit()
+
+    def _next_nonce(self, s: Session) -> int:
+        chain_next = int(self.client.rpc(
+            lambda: self.client.w3.eth.get_transaction_count(self.sender, "latest")))
+        last = s.scalar(select(func.max(ChainTx.nonce)).where(ChainTx.sender == self.sender))
+        return max(chain_next, (int(last) + 1) if last is not None else 0)
+
+    def _base_fee(self) -> int:
+        block = self.client.rpc(lambda: self.client.w3.eth.get_block("latest"))
+        return int(block.get("baseFeePerGas", 0))
+
+    def _initial_fees(self) -> tuple[int, int]:
+        tip = self.gas.tip_wei
+        max_fee = min(2 * self._base_fee() + tip, self.gas.fee_cap_wei)
+        return min(tip, max_fee), max_fee
+
+    def _find_receipt(self, row: ChainTx) -> Any:
+        for h in reversed(row.all_hashes):
+            try:
+                receipt = self.client.rpc(lambda h=h: self.client.w3.eth.get_transaction_receipt(h))
+            except TransactionNotFound:
+                continue
+            if receipt is not None:
+                return receipt
+        return None
+
+    def _replay(self, row: ChainTx, block: int) -> ContractRevert | None:
+        call: TxParams = {"from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
+                          "value": int(row.value), "gas": row.gas_limit or 0}
+        try:
+            self.client.w3.eth.call(call, block_identifier=block - 1)
+        except (ContractCustomError, ContractLogicError, Web3RPCError) as exc:
+            return revert_from_exception(exc)
+        return None
+

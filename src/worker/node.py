@@ -1,0 +1,100 @@
+"""The node process: poller, committer and the transaction manager of one node key.
+
+Long-running loops share one small shape (setup / run_forever / stop), wired here. The
+Celery workers that run inference are separate processes (``verimarket worker``); this
+process queues work to them and commits what they finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from market.chain.client import ChainClient
+from market.chain.market import Market
+from market.chain.txmanager import GasPolicy, TxManager
+from market.chain.types import Deployment
+from market.config import Settings
+from market.errors import ConfigError
+from worker.committer import Committer
+from worker.poller import Poller, PollerConfig, ServedModel
+from worker.runtime import Runtime
+from worker.store import NodeJobState, NodeStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeService:
+    settings: Settings
+    deployment: Deployment
+    private_key: str
+    models: Sequence[str]
+    enqueue: Callable[[int], None]
+    poll_interval: float = 0.05
+    commit_interval: float = 0.02
+    gas: GasPolicy = field(default_factory=GasPolicy)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def setup(self) -> None:
+        client = ChainClient(self.deployment.rpc_url, self.private_key)
+        self.market = Market(client, self.deployment)
+        self.store = NodeStore(self.settings.node_db())
+        self.txm = TxManager(client, self.store.sessions, self.gas)
+        runtime = Runtime(self.settings.artifacts, device="cpu")
+        served = []
+        for name in self.models:
+            model = runtime.model(name)
+            model_id = model.manifest.model_id_bytes
+            price = self.market.price_of(client.address, model_id)
+            if price is None:
+                raise ConfigError(
+                    f"node {client.address} does not serve {name} on chain; run "
+                    f"`verimarket node register --model {name} --price WEI` first")
+            served.append(ServedModel(model_id, name, price, model.decode_input))
+        self.poller = Poller(self.market, self.txm, self.store, served, self.enqueue,
+                             PollerConfig())
+        self.committer = Committer(self.market, self.txm, self.store,
+                                   max_batch=self.settings.batch_max)
+        self.recover()
+
+    def recover(self) -> None:
+        """Finish what a previous run left: pending transactions, half-moved jobs, lost tasks."""
+        while self.txm.pending_count():
+            self.txm.step()
+        self.poller.recover()
+        self.committer.recover()
+        for state in (NodeJobState.CLAIMED, NodeJobState.RUNNING):
+            for job_id in self.store.ids_in(state, limit=100_000):
+                self.enqueue(job_id)
+
+    def _loop(self, body: Callable[[], object], interval: float, name: str) -> None:
+        while not self._stop.is_set():
+            try:
+                did = body()
+            except Exception:  # noqa: BLE001 - a failing round must not kill the node
+                log.exception("%s round failed", name)
+                did = 0
+            if not did:
+                self._stop.wait(interval)
+
+    def start(self) -> None:
+        for body, interval, name in ((self.poller.poll, self.poll_interval, "poller"),
+                                     (self.committer.commit_ready, self.commit_interval,
+                                      "committer")):
+            t = threading.Thread(target=self._loop, args=(body, interval, name), name=name,
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def run_forever(self) -> None:
+        self.start()
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
