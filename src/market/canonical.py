@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from eth_utils import keccak as _eth_keccak
+from eth_utils.crypto import keccak as _eth_keccak
 
 from market.errors import VerimarketError
 

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         return [m for m in self.warm_models.split(",") if m]
 
     def broker(self) -> str:
-        return self.broker_url or "filesystem://"
+        return self.broker_url or "vmfs://"
 
     def node_db(self) -> str:
         if self.node_database_url:

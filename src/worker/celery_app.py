@@ -17,6 +17,7 @@ from celery.signals import worker_ready
 
 from market.blobs import BlobStore
 from market.config import get_settings
+from worker import fstransport
 from worker.jobs import MAX_ATTEMPTS, JobContext, Outcome, run_job
 from worker.runtime import Runtime
 from worker.store import NodeStore
@@ -29,6 +30,7 @@ INFER_TASK = "verimarket.infer"
 
 
 def make_celery() -> Celery:
+    fstransport.register()
     s = get_settings()
     app = Celery("verimarket")
     broker = s.broker()
@@ -43,7 +45,7 @@ def make_celery() -> Celery:
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
-    if broker.startswith("filesystem"):
+    if broker.startswith(("filesystem", fstransport.ALIAS)):
         folder = s.data / "broker"
         for sub in ("queue", "processed"):
             (folder / sub).mkdir(parents=True, exist_ok=True)

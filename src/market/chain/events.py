@@ -69,6 +69,11 @@ def _specs(contract: str) -> dict[bytes, _EventSpec]:
     return out
 
 
+def _norm(typ: str, value: Any) -> Any:
+    """Addresses as checksum strings (web3 refuses lowercase ones as call arguments)."""
+    return Web3.to_checksum_address(value) if typ == "address" else value
+
+
 def topic_of(contract: str, event: str) -> bytes:
     for topic, spec in _specs(contract).items():
         if spec.name == event:
@@ -86,10 +91,10 @@ def decode_log(contract: str, log: dict[str, Any]) -> Event | None:
         return None
     args: dict[str, Any] = {}
     for (name, typ), topic in zip(spec.indexed, topics[1:], strict=True):
-        args[name] = abi_decode([typ], topic)[0]
+        args[name] = _norm(typ, abi_decode([typ], topic)[0])
     values = abi_decode([t for _, t in spec.data], bytes(HexBytes(log["data"])))
-    for (name, _), value in zip(spec.data, values, strict=True):
-        args[name] = value
+    for (name, typ), value in zip(spec.data, values, strict=True):
+        args[name] = _norm(typ, value)
     return Event(
         contract=contract,
         name=spec.name,

@@ -1,0 +1,143 @@
+"""The persisted transaction sender on a real anvil: nonces, crashes, gas bumps, reverts."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from hexbytes import HexBytes
+
+from market.chain.client import ChainClient
+from market.chain.txmanager import GasPolicy, TxManager
+from market.db import Base, make_engine, make_sessions
+from market.db.txstore import ChainTx, TxState
+
+from ..conftest import Chain
+
+pytestmark = pytest.mark.integration
+
+
+def fresh_key(chain: Chain) -> str:
+    """A new key funded with 100 ETH (each test gets a clean nonce sequence)."""
+    acct = Account.create()
+    chain.client(9).send(to=acct.address, value=100 * 10**18, gas=21_000)
+    return acct.key.to_0x_hex()
+
+
+def manager(chain: Chain, key: str, db: Path, gas: GasPolicy | None = None) -> TxManager:
+    engine = make_engine(f"sqlite:///{db}")
+    Base.metadata.create_all(engine, tables=[ChainTx.__table__])
+    return TxManager(ChainClient(chain.anvil.rpc_url, key), make_sessions(engine), gas)
+
+
+def test_concurrent_sends_get_gapless_nonces(chain: Chain, tmp_path: Path) -> None:
+    key = fresh_key(chain)
+    txm = manager(chain, key, tmp_path / "tx.sqlite")
+    sink = Account.create().address
+    results = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        res = txm.send(sink, b"", value=i + 1, key=f"pay-{i}")
+        with lock:
+            results.append(res)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for r in results)
+    assert sorted(r.nonce for r in results) == list(range(40))
+    assert chain.client(0).balance(sink) == sum(range(1, 41))
+    # idempotent on its key: the same key does not send again
+    again = txm.send(sink, b"", value=1, key="pay-0")
+    assert again.nonce == next(r.nonce for r in results if r.id == again.id)
+    assert chain.client(0).balance(sink) == sum(range(1, 41))
+
+
+def test_crash_between_nonce_assignment_and_send_resumes_without_double_send(
+    chain: Chain, tmp_path: Path
+) -> None:
+    key = fresh_key(chain)
+    db = tmp_path / "tx.sqlite"
+    first = manager(chain, key, db)
+    sink = Account.create().address
+    tx_id = first.enqueue(sink, b"", value=12345, key="once")
+
+    class Killed(BaseException):
+        pass
+
+    def die(*_: object) -> None:
+        raise Killed  # the process dies after the nonce and signed bytes were committed
+
+    first._broadcast = die  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        first.step()
+    with first.sessions() as s:
+        row = s.get(ChainTx, tx_id)
+        assert row is not None and row.state is TxState.SIGNED and row.nonce == 0
+        signed_hash = row.tx_hash
+    assert chain.client(0).balance(sink) == 0
+
+    second = manager(chain, key, db)  # the restarted process
+    res = second.wait(tx_id)
+    assert res.ok and res.nonce == 0 and res.tx_hash == signed_hash
+    assert chain.client(0).balance(sink) == 12345
+    w3 = chain.client(0).w3
+    assert w3.eth.get_transaction_count(second.sender) == 1  # one transaction, not two
+    # a third process finds nothing left to do
+    assert manager(chain, key, db).step() is False
+    assert chain.client(0).balance(sink) == 12345
+
+
+def test_stuck_transaction_is_bumped_by_at_least_20_percent_up_to_the_cap(
+    chain: Chain, tmp_path: Path
+) -> None:
+    key = fresh_key(chain)
+    cap = 8 * 10**9  # about a dozen bumps above the ~1 gwei start
+    txm = manager(chain, key, tmp_path / "tx.sqlite",
+                  GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap))
+    sink = Account.create().address
+    chain.rpc("evm_setAutomine", False)
+    try:
+        tx_id = txm.enqueue(sink, b"", value=7)
+        fees = []
+        for _ in range(20):
+            txm.step()
+            with txm.sessions() as s:
+                row = s.get(ChainTx, tx_id)
+                assert row is not None
+                fees.append((int(row.max_fee_per_gas or 0), int(row.max_priority_fee_per_gas or 0)))
+        hashes = list(row.all_hashes)
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    chain.rpc("evm_mine")
+    res = txm.wait(tx_id)
+    assert res.ok and res.tx_hash in hashes
+    distinct = sorted(set(fees))
+    assert len(distinct) >= 3
+    for (f0, t0), (f1, t1) in zip(distinct, distinct[1:], strict=False):
+        assert f1 >= f0 * 1.2 or f1 == cap
+        assert t1 >= t0 * 1.2 or f1 == cap
+    assert max(f for f, _ in fees) == cap, fees
+    assert chain.client(0).balance(sink) == 7
+    assert chain.client(0).w3.eth.get_transaction_count(txm.sender) == 1
+
+
+def test_reverting_call_fails_with_decoded_error_and_uses_no_nonce(
+    chain: Chain, tmp_path: Path
+) -> None:
+    key = fresh_key(chain)
+    txm = manager(chain, key, tmp_path / "tx.sqlite")
+    market = chain.market(0)
+    data = HexBytes(market.jobs.functions.finalize(999)._encode_transaction_data())
+    res = txm.send(chain.deployment.job_market, bytes(data))
+    assert not res.ok and res.state is TxState.FAILED
+    assert res.revert is not None and res.revert.name == "JobNotFound"
+    assert res.revert.args_by_name == {"jobId": 999}
+    assert res.nonce is None
+    ok = txm.send(Account.create().address, b"", value=1)
+    assert ok.ok and ok.nonce == 0
