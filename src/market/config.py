@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     data: Path = Field(default_factory=data_dir)
     database_url: str | None = None
     broker_url: str | None = None
+    #: Prefix of every Redis key the broker uses (isolates deployments and test runs).
+    broker_prefix: str = ""
     node_database_url: str | None = None
     blob_dir: Path | None = None
     blob_base_url: str = "http://127.0.0.1:8000/blobs/"

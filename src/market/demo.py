@@ -36,7 +36,7 @@ from market.chain.market import Market
 from market.chain.types import JobRequest, MarketParams, Policy, Segment
 from market.errors import ConfigError, VerimarketError
 from market.paths import artifacts_dir
-from market.procs import Child, spawn, verimarket_argv, wait_for_file
+from market.procs import Child, start_stack
 
 ETH = 10**18
 PRICE = 10**15
@@ -180,28 +180,15 @@ class Demo:
                             budget, allowed_models=[model_id])
 
         env = {
-            "VERIMARKET_HOME": str(work),
             "VERIMARKET_ARTIFACTS": str(cfg.artifacts),
             "VERIMARKET_BATCH_MAX": str(cfg.batch_max),
             "VERIMARKET_BATCH_WAIT_MS": str(cfg.batch_wait_ms),
-            "VERIMARKET_WARM_MODELS": cfg.model,
         }
         if cfg.broker:
             env["VERIMARKET_BROKER_URL"] = cfg.broker
-        logs = work / "logs"
-        for i in range(cfg.workers):
-            self.children.append(spawn(f"worker-{i}", verimarket_argv("worker"), env, logs))
-        self.children.append(spawn(
-            "node", verimarket_argv("node", "run", "--model", cfg.model, "--deployment",
-                                    str(dep_file)),
-            {**env, "VERIMARKET_PRIVATE_KEY": keys[1]}, logs))
-        self.children.append(spawn(
-            "settler", verimarket_argv("settle", "--deployment", str(dep_file)),
-            {**env, "VERIMARKET_PRIVATE_KEY": keys[2]}, logs))
         with self.console.status("starting worker, node and settlement service"):
-            for name in ("node-ready", "settler-ready"):
-                wait_for_file(work / name, self.children, 120)
-            _wait_glob(work, "worker-ready-*", cfg.workers, self.children, 120)
+            self.children = start_stack(work, dep_file, node_key=keys[1], settler_key=keys[2],
+                                        models=[cfg.model], env=env, workers=cfg.workers)
 
         images, labels = digits_test_split()
         n = cfg.jobs
@@ -388,17 +375,6 @@ def _node_addresses(market: Market) -> set[str]:
 
 def _derived_key(i: int) -> str:
     return "0x" + keccak(f"verimarket-demo-agent-{i}".encode()).hex()
-
-
-def _wait_glob(folder: Path, pattern: str, count: int, children: list[Child], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while len(list(folder.glob(pattern))) < count:
-        for c in children:
-            if not c.alive():
-                raise VerimarketError(f"{c.name} exited early:\n{c.tail()}")
-        if time.monotonic() > deadline:
-            raise VerimarketError(f"workers not ready after {timeout} s")
-        time.sleep(0.05)
 
 
 def _gas_since(client: ChainClient, first_block: int) -> int:

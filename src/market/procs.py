@@ -71,3 +71,40 @@ def wait_for_file(path: Path, children: Sequence[Child], timeout: float) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path.name} did not appear within {timeout} s")
         time.sleep(0.05)
+
+
+def start_stack(work: Path, dep_file: Path, *, node_key: str, settler_key: str,
+                models: Sequence[str], env: Mapping[str, str], workers: int = 1,
+                timeout: float = 120.0) -> list[Child]:
+    """Start inference worker(s), one node and the settlement service; wait until ready.
+
+    On failure everything already started is stopped before the error propagates.
+    """
+    env = {"VERIMARKET_HOME": str(work), "VERIMARKET_WARM_MODELS": ",".join(models), **env}
+    logs = work / "logs"
+    children: list[Child] = []
+    try:
+        for i in range(workers):
+            children.append(spawn(f"worker-{i}", verimarket_argv("worker"), env, logs))
+        model_args = [a for m in models for a in ("--model", m)]
+        children.append(spawn("node", verimarket_argv(
+            "node", "run", *model_args, "--deployment", str(dep_file)),
+            {**env, "VERIMARKET_PRIVATE_KEY": node_key}, logs))
+        children.append(spawn("settler", verimarket_argv(
+            "settle", "--deployment", str(dep_file)),
+            {**env, "VERIMARKET_PRIVATE_KEY": settler_key}, logs))
+        for name in ("node-ready", "settler-ready"):
+            wait_for_file(work / name, children, timeout)
+        deadline = time.monotonic() + timeout
+        while len(list(work.glob("worker-ready-*"))) < workers:
+            for c in children:
+                if not c.alive():
+                    raise RuntimeError(f"{c.name} exited early:\n{c.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not ready after {timeout} s")
+            time.sleep(0.05)
+    except BaseException:
+        for c in reversed(children):
+            c.stop()
+        raise
+    return children

@@ -87,7 +87,7 @@ class Settler:
     def settle_once(self, now: float | None = None) -> int:
         """Follow events, then send what is due. Returns how many jobs it settled."""
         self.follow()
-        fin, exp = self.due(time.time() if now is None else now)
+        fin, exp = self.due(self.market.client.now() if now is None else now)
         done = 0
         jm = self.market.jobs.functions
         for ids, fn, what in ((fin, jm.finalizeMany, "finalize"), (exp, jm.expireMany, "expire")):

@@ -58,6 +58,8 @@ def make_celery() -> Celery:
         }
     else:
         conf["broker_transport_options"] = {"visibility_timeout": 300, "polling_interval": 0.01}
+        if s.broker_prefix:
+            conf["broker_transport_options"]["global_keyprefix"] = s.broker_prefix
     app.conf.update(conf)
     return app
 

@@ -86,7 +86,7 @@ class Poller:
         if frm > head:
             return 0
         events = self.reader.fetch(frm, head)
-        now = int(time.time())
+        now = int(self.market.client.now())
         jobs = [self._evaluate(ev, now) for ev in events if ev.name == "JobSubmitted"]
         return self.store.add_seen(jobs, (CURSOR, head))
 

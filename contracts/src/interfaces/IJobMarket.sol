@@ -121,6 +121,10 @@ interface IJobMarket {
     error ZeroAddress();
     error LengthMismatch(uint256 a, uint256 b);
     error UnexpectedETH(address from);
+    /// @notice A basis-point parameter is above its maximum (constructor: slashPayerBps ≤ 10,000).
+    error BpsTooHigh(uint256 bps, uint256 maximum);
+    /// @notice A duration parameter is above its maximum (constructor: challengeWindow, maxJobDuration).
+    error DurationTooLong(uint256 duration, uint256 maximum);
 
     // ---------------------------------------------------------------- requester
     function submitJob(JobRequest calldata request) external payable returns (uint256 jobId);

@@ -8,6 +8,7 @@ RPC and an unfunded key become errors that say what to do.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -62,6 +63,7 @@ class ChainClient:
         self._lock = threading.Lock()
         self._nonce: int | None = None
         self._chain_id: int | None = None
+        self._clock_offset: float | None = None
 
     # ------------------------------------------------------------------ basics
     def rpc(self, fn: Callable[[], T]) -> T:
@@ -85,6 +87,17 @@ class ChainClient:
 
     def block_number(self) -> int:
         return int(self.rpc(lambda: self.w3.eth.block_number))
+
+    def now(self) -> float:
+        """The chain's current time as best known: wall clock plus the largest offset seen
+        between a block's timestamp and the wall clock when it was read (a local chain
+        may have been moved forward with evm_increaseTime; an idle one mines no blocks)."""
+        block = self.rpc(lambda: self.w3.eth.get_block("latest"))
+        wall = time.time()
+        offset = float(block["timestamp"]) - wall
+        if self._clock_offset is None or offset > self._clock_offset:
+            self._clock_offset = offset
+        return wall + self._clock_offset
 
     def balance(self, address: str) -> int:
         return int(self.rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address))))
