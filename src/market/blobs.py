@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from market.errors import VerimarketError
 

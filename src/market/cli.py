@@ -6,6 +6,7 @@ exit code 1 (never a traceback); ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from rich.console import Console
 
 from market.errors import VerimarketError
 
-app = typer.Typer(no_args_is_help=True, help="verimarket: verifiable AI inference for on-chain agents.")
+app = typer.Typer(
+    no_args_is_help=True, help="verimarket: verifiable AI inference for on-chain agents."
+)
 models_app = typer.Typer(no_args_is_help=True, help="Build, list and show models.")
 node_app = typer.Typer(no_args_is_help=True, help="Operate a node: register, run, status.")
 app.add_typer(models_app, name="models")
@@ -27,9 +30,17 @@ console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-DeploymentOpt = Annotated[Path | None, typer.Option("--deployment", help="deployment file (default: VERIMARKET_DEPLOYMENT_FILE)")]
-RpcOpt = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL (default: VERIMARKET_RPC_URL)")]
-KeyOpt = Annotated[str | None, typer.Option("--key", help="private key (default: VERIMARKET_PRIVATE_KEY)", show_default=False)]
+DeploymentOpt = Annotated[
+    Path | None,
+    typer.Option("--deployment", help="deployment file (default: VERIMARKET_DEPLOYMENT_FILE)"),
+]
+RpcOpt = Annotated[
+    str | None, typer.Option("--rpc", help="JSON-RPC URL (default: VERIMARKET_RPC_URL)")
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--key", help="private key (default: VERIMARKET_PRIVATE_KEY)", show_default=False),
+]
 
 
 def friendly(fn: F) -> F:
@@ -95,7 +106,9 @@ def _load_deployment(path: Path | None) -> Any:
 
     target = path or get_settings().deployment_file
     if not target.exists():
-        raise ConfigError(f"no deployment file at {target}: run `verimarket deploy` or pass --deployment")
+        raise ConfigError(
+            f"no deployment file at {target}: run `verimarket deploy` or pass --deployment"
+        )
     return Deployment.load(target)
 
 
@@ -125,8 +138,9 @@ def node_run(
     from worker.node import NodeService
 
     s = get_settings()
-    svc = NodeService(s, _load_deployment(deployment), _key(key, "running a node"), model,
-                      enqueue_infer)
+    svc = NodeService(
+        s, _load_deployment(deployment), _key(key, "running a node"), model, enqueue_infer
+    )
     svc.setup()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -183,9 +197,22 @@ def worker(
     """Run a Celery inference worker (threads pool: tasks meet in one batcher)."""
     from worker.celery_app import app as celery_app
 
-    celery_app.worker_main(["worker", "-P", "threads", "-c", str(concurrency), "-Q", queues,
-                            "-l", loglevel, "--without-gossip", "--without-mingle",
-                            "--without-heartbeat"])
+    celery_app.worker_main(
+        [
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            str(concurrency),
+            "-Q",
+            queues,
+            "-l",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
 
 
 @app.command()
@@ -212,15 +239,114 @@ def settle(
     client = ChainClient(dep.rpc_url, _key(key, "settling"))
     s.data.mkdir(parents=True, exist_ok=True)
     engine = make_engine(s.database_url or f"sqlite:///{s.data / 'settler.sqlite'}")
-    Base.metadata.create_all(engine, tables=[ChainTx.__table__])
+    Base.metadata.create_all(engine, tables=[Base.metadata.tables[ChainTx.__tablename__]])
     settler = Settler(Market(client, dep), TxManager(client, make_sessions(engine)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     (s.data / "settler-ready").touch()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         settler.run(stop, interval)
-    except KeyboardInterrupt:
-        pass
+
+
+def _read_input(path: Path, model: str) -> bytes:
+    """Job input bytes from a file: .npy / .json arrays and .txt text are encoded for the
+    model; anything else is taken as already-canonical bytes."""
+    import json as _json
+
+    import numpy as np
+
+    from market.errors import ConfigError
+    from worker.models import encode_digits_input, encode_text_input
+
+    if not path.exists():
+        raise ConfigError(f"input file {path} does not exist")
+    if path.suffix == ".txt":
+        return encode_text_input(path.read_text().strip())
+    if path.suffix in (".npy", ".json"):
+        try:
+            arr = (
+                np.load(path) if path.suffix == ".npy" else np.array(_json.loads(path.read_text()))
+            )
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"cannot read an array from {path}: {exc}") from exc
+        if not model.startswith("digits"):
+            raise ConfigError(f"array inputs are for the digits models, not {model}")
+        return encode_digits_input(arr.reshape(8, 8))
+    return path.read_bytes()
+
+
+@app.command()
+@friendly
+def submit(
+    model: Annotated[str, typer.Option(help="model name (its id is read from the artefacts)")],
+    input_file: Annotated[
+        Path, typer.Option("--input", help=".npy/.json image, .txt text, or canonical bytes")
+    ],
+    max_fee: Annotated[int, typer.Option(help="escrow in wei")] = 2 * 10**15,
+    deadline_s: Annotated[int, typer.Option(help="seconds until the deadline")] = 300,
+    vault_agent: Annotated[
+        str | None, typer.Option(help="pay from this agent's vault account")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="wait for the output")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the output")] = 120.0,
+    deployment: DeploymentOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Submit a job, print its id, and wait for its output on chain."""
+    import time
+
+    import numpy as np
+
+    from market.canonical import decode_tensor, keccak
+    from market.chain.client import ChainClient
+    from market.chain.events import LogReader
+    from market.chain.market import Market
+    from market.chain.types import ZERO_ADDRESS, JobRequest
+    from market.config import get_settings
+    from market.errors import ConfigError
+    from worker.models import load_model
+
+    dep = _load_deployment(deployment)
+    m = Market(ChainClient(dep.rpc_url, _key(key, "submitting a job")), dep)
+    manifest = load_model(get_settings().artifacts, model).manifest
+    data = _read_input(input_file, model)
+    load_model(get_settings().artifacts, model).decode_input(data)  # refuse bad input before paying
+    if not m.is_model_registered(manifest.model_id_bytes):
+        raise ConfigError(f"model {model} is not registered on this deployment")
+    start = m.client.block_number()
+    job_id = m.submit_job(
+        JobRequest(
+            model_id=manifest.model_id_bytes,
+            input_hash=keccak(data),
+            input=data,
+            max_fee=max_fee,
+            deadline=int(m.client.now()) + deadline_s,
+            vault_agent=vault_agent or ZERO_ADDRESS,
+        )
+    )
+    console.print(f"job {job_id} submitted")
+    if not wait:
+        return
+    reader = LogReader(m.client, {"JobMarket": dep.job_market})
+    end = time.monotonic() + timeout
+    with console.status(f"waiting for job {job_id}'s result"):
+        while time.monotonic() < end:
+            for ev in reader.fetch(start, m.client.block_number()):
+                if ev.name == "ResultCommitted" and int(ev.args["jobId"]) == job_id:
+                    out = bytes(ev.args["output"])
+                    console.print(f"result hash 0x{bytes(ev.args['resultHash']).hex()}")
+                    if out:
+                        values = decode_tensor(out).to_float()
+                        console.print(f"output {np.array2string(values, precision=4)}")
+                        if model.startswith("digits"):
+                            console.print(f"predicted digit: {int(np.argmax(values))}")
+                    else:
+                        console.print(f"output at {ev.args['outputURI']}")
+                    return
+            time.sleep(0.2)
+    raise ConfigError(
+        f"no result for job {job_id} within {timeout} s; check that a node serves {model}"
+    )
 
 
 @app.command()
@@ -229,21 +355,35 @@ def demo(
     jobs: Annotated[int, typer.Option("--jobs", "-n", help="number of jobs")] = 200,
     concurrency: Annotated[int, typer.Option(help="concurrent agents submitting")] = 8,
     model: Annotated[str, typer.Option(help="model to use")] = "digits-mlp",
-    rpc: Annotated[str | None, typer.Option("--rpc", help="external chain (keys from VERIMARKET_DEMO_KEYS)")] = None,
-    broker: Annotated[str | None, typer.Option(help="Celery broker URL (default: filesystem)")] = None,
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="external chain (keys from VERIMARKET_DEMO_KEYS)")
+    ] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="Celery broker URL (default: filesystem)")
+    ] = None,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
     batch_max: Annotated[int, typer.Option(help="largest inference batch")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(help="longest wait to fill a batch (ms)")] = 5.0,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON object")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the summary as one JSON object")
+    ] = False,
 ) -> None:
     """Run the whole market end to end on a local chain and print what happened."""
     from market.config import get_settings
     from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json
 
-    cfg = DemoConfig(jobs=jobs, concurrency=concurrency, model=model, rpc=rpc,
-                     keys=demo_keys_from_env(), broker=broker, workers=workers,
-                     batch_max=batch_max, batch_wait_ms=batch_wait_ms,
-                     artifacts=get_settings().artifacts)
+    cfg = DemoConfig(
+        jobs=jobs,
+        concurrency=concurrency,
+        model=model,
+        rpc=rpc,
+        keys=demo_keys_from_env(),
+        broker=broker,
+        workers=workers,
+        batch_max=batch_max,
+        batch_wait_ms=batch_wait_ms,
+        artifacts=get_settings().artifacts,
+    )
     summary = Demo(cfg, err_console).run()
     if as_json:
         print(summary_json(summary))

@@ -34,6 +34,25 @@ class Settings(BaseSettings):
     batch_wait_ms: float = 5.0
     device: str | None = None
     warm_models: str = ""
+    # --- market API (`verimarket api`) ---
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: The domain (host[:port]) Sign-In with Ethereum messages must name; unset: the request's
+    #: Host header.
+    api_domain: str | None = None
+    #: The chain id sign-ins must name; unset: the deployment file's, else anvil's 31337.
+    api_chain_id: int | None = None
+    #: HMAC key of API session tokens; unset: a random key per process (tokens die on restart).
+    api_secret: str | None = Field(default=None, repr=False)
+    api_session_ttl_s: int = 3600
+    api_nonce_ttl_s: int = 300
+    #: Largest request body outside the blob store (JSON endpoints).
+    api_max_json_body: int = 64 * 1024
+    #: Per-client token bucket: sustained requests per second and burst size.
+    api_rate_per_s: float = 20.0
+    api_rate_burst: int = 100
+    #: Largest blob the store and the API accept.
+    blob_max_bytes: int = 16 << 20
 
     def warm(self) -> list[str]:
         return [m for m in self.warm_models.split(",") if m]

@@ -137,15 +137,18 @@ class Demo:
             raise ConfigError(
                 f"with --rpc the demo needs {need} funded keys (VERIMARKET_DEMO_KEYS, "
                 "comma-separated): deployer, node, settler, funder, agent owner, and one per "
-                "concurrent agent")
+                "concurrent agent"
+            )
         return self.cfg.keys
 
     def _run(self, work: Path) -> DemoSummary:
         cfg = self.cfg
         from worker.models import build_models, digits_test_split, encode_digits_input, load_model
 
-        self.console.print(f"[bold]verimarket demo[/]: {cfg.jobs} {cfg.model} jobs, "
-                           f"{cfg.concurrency} concurrent agents")
+        self.console.print(
+            f"[bold]verimarket demo[/]: {cfg.jobs} {cfg.model} jobs, "
+            f"{cfg.concurrency} concurrent agents"
+        )
         manifest = build_models(cfg.artifacts, [cfg.model], progress=False)[0]
         if cfg.rpc is None:
             self.anvil = start_anvil(log_path=work / "anvil.log")
@@ -156,15 +159,19 @@ class Demo:
             rpc = cfg.rpc
             keys = self._keys()
         deployer = ChainClient(rpc, keys[0])
-        params = MarketParams(challenge_window=cfg.challenge_window, max_job_duration=600,
-                              unbonding_period=3600)
+        params = MarketParams(
+            challenge_window=cfg.challenge_window, max_job_duration=600, unbonding_period=3600
+        )
         dep = deploy(deployer, params)
         dep_file = work / "deployment.json"
         dep.save(dep_file)
         market = Market(deployer, dep)
         model_id = market.register_model(
-            manifest.artifacts_hash_bytes, manifest.output_scale, f"model://{manifest.name}",
-            [Segment(*seg) for seg in manifest.chain_segments()])
+            manifest.artifacts_hash_bytes,
+            manifest.output_scale,
+            f"model://{manifest.name}",
+            [Segment(*seg) for seg in manifest.chain_segments()],
+        )
         node = market.with_client(ChainClient(rpc, keys[1]))
         node.register_node(10 * ETH)
         node.set_model_price(model_id, PRICE)
@@ -175,9 +182,12 @@ class Demo:
         consumer = owner.contract("DigitsConsumer", consumer_addr)
         funder = market.with_client(ChainClient(rpc, keys[3]))
         budget = cfg.jobs * MAX_FEE
-        funder.open_account(consumer_addr,
-                            Policy(MAX_FEE, budget, 3600, any_model=False),
-                            budget, allowed_models=[model_id])
+        funder.open_account(
+            consumer_addr,
+            Policy(MAX_FEE, budget, 3600, any_model=False),
+            budget,
+            allowed_models=[model_id],
+        )
 
         env = {
             "VERIMARKET_ARTIFACTS": str(cfg.artifacts),
@@ -187,8 +197,15 @@ class Demo:
         if cfg.broker:
             env["VERIMARKET_BROKER_URL"] = cfg.broker
         with self.console.status("starting worker, node and settlement service"):
-            self.children = start_stack(work, dep_file, node_key=keys[1], settler_key=keys[2],
-                                        models=[cfg.model], env=env, workers=cfg.workers)
+            self.children = start_stack(
+                work,
+                dep_file,
+                node_key=keys[1],
+                settler_key=keys[2],
+                models=[cfg.model],
+                env=env,
+                workers=cfg.workers,
+            )
 
         images, labels = digits_test_split()
         n = cfg.jobs
@@ -196,8 +213,9 @@ class Demo:
         inputs = [encode_digits_input(images[i]) for i in idx]
         setup_block = deployer.block_number()
 
-        watcher = threading.Thread(target=self._watch_results, args=(market, consumer_addr),
-                                   daemon=True)
+        watcher = threading.Thread(
+            target=self._watch_results, args=(market, consumer_addr), daemon=True
+        )
         watcher.start()
         submitted: dict[int, tuple[int, float]] = {}  # job id -> (input index, submit time)
         via_contract: set[int] = set()
@@ -219,9 +237,15 @@ class Demo:
                         receipt = owner.transact(fn)
                         job_id = market.job_ids_from(receipt, "JobSubmitted")[0]
                     else:
-                        job_id = agent_market.submit_job(JobRequest(
-                            model_id=model_id, input_hash=keccak(inputs[k]), input=inputs[k],
-                            max_fee=MAX_FEE, deadline=deadline))
+                        job_id = agent_market.submit_job(
+                            JobRequest(
+                                model_id=model_id,
+                                input_hash=keccak(inputs[k]),
+                                input=inputs[k],
+                                max_fee=MAX_FEE,
+                                deadline=deadline,
+                            )
+                        )
                 except BaseException as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
                     return
@@ -236,8 +260,10 @@ class Demo:
                     time.sleep(0.005)
 
         t_start = time.perf_counter()
-        agents = [threading.Thread(target=agent, args=(s,), daemon=True)
-                  for s in range(min(cfg.concurrency, n))]
+        agents = [
+            threading.Thread(target=agent, args=(s,), daemon=True)
+            for s in range(min(cfg.concurrency, n))
+        ]
         for t in agents:
             t.start()
         self._progress(n, submitted, agents, errors)
@@ -254,8 +280,11 @@ class Demo:
         pred_onchain: dict[int, int] = {}
         latencies: list[float] = []
         for job_id, (k, t0) in sorted(submitted.items()):
-            out = (self.watch.callback_output.get(job_id) if job_id in via_contract
-                   else self.watch.output.get(job_id))
+            out = (
+                self.watch.callback_output.get(job_id)
+                if job_id in via_contract
+                else self.watch.output.get(job_id)
+            )
             if out is None:
                 raise VerimarketError(f"job {job_id}: no output received on chain")
             pred_onchain[k] = int(np.argmax(decode_tensor(out).to_float()))
@@ -272,11 +301,13 @@ class Demo:
             jobs_settled=len(self.watch.settled),
             accuracy_onchain=acc_onchain,
             accuracy_direct=acc_direct,
-            p50_ms=round(float(p[0]), 1), p95_ms=round(float(p[1]), 1),
+            p50_ms=round(float(p[0]), 1),
+            p95_ms=round(float(p[1]), 1),
             p99_ms=round(float(p[2]), 1),
             jobs_per_s=round(n / (last_result - first_submit), 2),
             gas_per_job=round(gas / n),
-            via_contract=len(via_contract), via_python=len(submitted) - len(via_contract),
+            via_contract=len(via_contract),
+            via_python=len(submitted) - len(via_contract),
             wall_s=round(wall, 2),
             **money,
         )
@@ -290,8 +321,9 @@ class Demo:
             bank.send(to=addr, value=10 * ETH, gas=21_000)
 
     def _watch_results(self, market: Market, consumer: str) -> None:
-        reader = LogReader(market.client, {"JobMarket": market.deployment.job_market,
-                                           "DigitsConsumer": consumer})
+        reader = LogReader(
+            market.client, {"JobMarket": market.deployment.job_market, "DigitsConsumer": consumer}
+        )
         cursor = market.client.block_number()
         while not self._stop.is_set():
             try:
@@ -309,17 +341,29 @@ class Demo:
                                 self.watch.callback_output[int(a["jobId"])] = bytes(a["output"])
                             elif ev.name == "JobFinalized":
                                 self.watch.settled[int(a["jobId"])] = (
-                                    int(a["nodePayout"]), int(a["fee"]), int(a["refund"]))
+                                    int(a["nodePayout"]),
+                                    int(a["fee"]),
+                                    int(a["refund"]),
+                                )
                     cursor = head
             except VerimarketError:
                 pass
             time.sleep(0.01)
 
-    def _progress(self, n: int, submitted: dict[int, Any], agents: list[threading.Thread],
-                  errors: list[BaseException]) -> None:
+    def _progress(
+        self,
+        n: int,
+        submitted: dict[int, Any],
+        agents: list[threading.Thread],
+        errors: list[BaseException],
+    ) -> None:
         deadline = time.monotonic() + self.cfg.timeout_s
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=self.console, transient=False) as bar:
             t_sub = bar.add_task("submitted", total=n)
             t_res = bar.add_task("results on chain", total=n)
@@ -338,11 +382,13 @@ class Demo:
                         raise VerimarketError(f"{c.name} died:\n{c.tail()}")
                 if time.monotonic() > deadline:
                     raise VerimarketError(
-                        f"timed out after {self.cfg.timeout_s} s with {settled}/{n} settled")
+                        f"timed out after {self.cfg.timeout_s} s with {settled}/{n} settled"
+                    )
                 time.sleep(0.1)
 
-    def _reconcile(self, market: Market, submitted: dict[int, Any], consumer: str,
-                   budget: int) -> dict[str, Any]:
+    def _reconcile(
+        self, market: Market, submitted: dict[int, Any], consumer: str, budget: int
+    ) -> dict[str, Any]:
         """Every wei escrowed is accounted for, and the contracts hold exactly what they owe."""
         escrowed = paid = fees = refunded = 0
         vault_escrow = vault_refund = 0
@@ -359,12 +405,24 @@ class Demo:
         accounts = {d.treasury, *payers, *_node_addresses(market)}
         owed = sum(market.withdrawable(a) for a in accounts)
         held = market.client.balance(d.job_market)
-        vault_ok = (market.vault_balance(consumer) == budget - vault_escrow + vault_refund
-                    == market.client.balance(d.payment_vault))
-        reconciled = (escrowed == paid + fees + refunded and market.total_escrow() == 0
-                      and held == owed and vault_ok)
-        return {"reconciled": reconciled, "escrowed_wei": escrowed, "paid_to_node_wei": paid,
-                "fees_wei": fees, "refunded_wei": refunded}
+        vault_ok = (
+            market.vault_balance(consumer)
+            == budget - vault_escrow + vault_refund
+            == market.client.balance(d.payment_vault)
+        )
+        reconciled = (
+            escrowed == paid + fees + refunded
+            and market.total_escrow() == 0
+            and held == owed
+            and vault_ok
+        )
+        return {
+            "reconciled": reconciled,
+            "escrowed_wei": escrowed,
+            "paid_to_node_wei": paid,
+            "fees_wei": fees,
+            "refunded_wei": refunded,
+        }
 
 
 def _node_addresses(market: Market) -> set[str]:
@@ -395,13 +453,17 @@ def print_summary(s: DemoSummary, console: Console) -> None:
         ("  via agent contract (callback) / Python client", f"{s.via_contract} / {s.via_python}"),
         ("accuracy of outputs received on chain", f"{s.accuracy_onchain:.4f}"),
         ("accuracy of the same model run directly in torch", f"{s.accuracy_direct:.4f}"),
-        ("time from submit to result p50 / p95 / p99",
-         f"{s.p50_ms:.0f} / {s.p95_ms:.0f} / {s.p99_ms:.0f} ms"),
+        (
+            "time from submit to result p50 / p95 / p99",
+            f"{s.p50_ms:.0f} / {s.p95_ms:.0f} / {s.p99_ms:.0f} ms",
+        ),
         ("jobs per second (first submit to last result)", f"{s.jobs_per_s:.1f}"),
         ("gas per job (submit, claim, commit, finalize)", f"{s.gas_per_job:,.0f}"),
         ("escrowed", f"{s.escrowed_wei} wei"),
-        ("  = node earnings + protocol fees + refunds",
-         f"{s.paid_to_node_wei} + {s.fees_wei} + {s.refunded_wei}"),
+        (
+            "  = node earnings + protocol fees + refunds",
+            f"{s.paid_to_node_wei} + {s.fees_wei} + {s.refunded_wei}",
+        ),
         ("money reconciled", "yes" if s.reconciled else "NO"),
     ]
     for k, v in rows:

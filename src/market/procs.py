@@ -53,8 +53,9 @@ def spawn(name: str, args: Sequence[str], env: Mapping[str, str], log_dir: Path)
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, **env}
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT, env=full_env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            list(args), stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
     return Child(name, proc, log_path)
 
 
@@ -67,15 +68,25 @@ def wait_for_file(path: Path, children: Sequence[Child], timeout: float) -> None
     while not path.exists():
         for c in children:
             if not c.alive():
-                raise RuntimeError(f"{c.name} exited early (code {c.process.returncode}):\n{c.tail()}")
+                raise RuntimeError(
+                    f"{c.name} exited early (code {c.process.returncode}):\n{c.tail()}"
+                )
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path.name} did not appear within {timeout} s")
         time.sleep(0.05)
 
 
-def start_stack(work: Path, dep_file: Path, *, node_key: str, settler_key: str,
-                models: Sequence[str], env: Mapping[str, str], workers: int = 1,
-                timeout: float = 120.0) -> list[Child]:
+def start_stack(
+    work: Path,
+    dep_file: Path,
+    *,
+    node_key: str,
+    settler_key: str,
+    models: Sequence[str],
+    env: Mapping[str, str],
+    workers: int = 1,
+    timeout: float = 120.0,
+) -> list[Child]:
     """Start inference worker(s), one node and the settlement service; wait until ready.
 
     On failure everything already started is stopped before the error propagates.
@@ -87,12 +98,22 @@ def start_stack(work: Path, dep_file: Path, *, node_key: str, settler_key: str,
         for i in range(workers):
             children.append(spawn(f"worker-{i}", verimarket_argv("worker"), env, logs))
         model_args = [a for m in models for a in ("--model", m)]
-        children.append(spawn("node", verimarket_argv(
-            "node", "run", *model_args, "--deployment", str(dep_file)),
-            {**env, "VERIMARKET_PRIVATE_KEY": node_key}, logs))
-        children.append(spawn("settler", verimarket_argv(
-            "settle", "--deployment", str(dep_file)),
-            {**env, "VERIMARKET_PRIVATE_KEY": settler_key}, logs))
+        children.append(
+            spawn(
+                "node",
+                verimarket_argv("node", "run", *model_args, "--deployment", str(dep_file)),
+                {**env, "VERIMARKET_PRIVATE_KEY": node_key},
+                logs,
+            )
+        )
+        children.append(
+            spawn(
+                "settler",
+                verimarket_argv("settle", "--deployment", str(dep_file)),
+                {**env, "VERIMARKET_PRIVATE_KEY": settler_key},
+                logs,
+            )
+        )
         for name in ("node-ready", "settler-ready"):
             wait_for_file(work / name, children, timeout)
         deadline = time.monotonic() + timeout

@@ -78,10 +78,16 @@ class Settler:
 
     def due(self, now: float) -> tuple[list[int], list[int]]:
         """(jobs to finalize, jobs to expire) as of ``now``."""
-        fin = [i for i, t in self.jobs.items()
-               if t.status is JobStatus.COMMITTED and t.window_end + self.grace_s <= now]
-        exp = [i for i, t in self.jobs.items()
-               if t.status in (JobStatus.OPEN, JobStatus.CLAIMED) and t.deadline + self.grace_s < now]
+        fin = [
+            i
+            for i, t in self.jobs.items()
+            if t.status is JobStatus.COMMITTED and t.window_end + self.grace_s <= now
+        ]
+        exp = [
+            i
+            for i, t in self.jobs.items()
+            if t.status in (JobStatus.OPEN, JobStatus.CLAIMED) and t.deadline + self.grace_s < now
+        ]
         return sorted(fin), sorted(exp)
 
     def settle_once(self, now: float | None = None) -> int:
@@ -92,10 +98,14 @@ class Settler:
         jm = self.market.jobs.functions
         for ids, fn, what in ((fin, jm.finalizeMany, "finalize"), (exp, jm.expireMany, "expire")):
             for i in range(0, len(ids), self.batch):
-                chunk = ids[i:i + self.batch]
+                chunk = ids[i : i + self.batch]
                 data = bytes.fromhex(fn(chunk)._encode_transaction_data()[2:])
-                res = self.txm.send(self.market.deployment.job_market, data, purpose=what,
-                                    key=f"{what}:{chunk[0]}:{len(chunk)}:{time.time_ns()}")
+                res = self.txm.send(
+                    self.market.deployment.job_market,
+                    data,
+                    purpose=what,
+                    key=f"{what}:{chunk[0]}:{len(chunk)}:{time.time_ns()}",
+                )
                 self.stats.transactions += 1
                 self.stats.gas_used += res.gas_used or 0
                 if not res.ok:

@@ -71,18 +71,20 @@ app = make_celery()
 def context() -> JobContext:
     """The per-process context (models, batcher, store), built on first use."""
     s = get_settings()
-    runtime = Runtime(s.artifacts, max_batch=s.batch_max, max_wait_ms=s.batch_wait_ms,
-                      device=s.device)
-    return JobContext(NodeStore(s.node_db()), runtime, BlobStore(s.blobs()), s.blob_base_url,
-                      s.inline_output_max)
+    runtime = Runtime(
+        s.artifacts, max_batch=s.batch_max, max_wait_ms=s.batch_wait_ms, device=s.device
+    )
+    return JobContext(
+        NodeStore(s.node_db()), runtime, BlobStore(s.blobs()), s.blob_base_url, s.inline_output_max
+    )
 
 
-@app.task(name=INFER_TASK, bind=True, max_retries=MAX_ATTEMPTS, acks_late=True)  # type: ignore[misc]
+@app.task(name=INFER_TASK, bind=True, max_retries=MAX_ATTEMPTS, acks_late=True)  # type: ignore[untyped-decorator]
 def infer(self: Any, job_id: int) -> str:
     """Run job ``job_id``'s inference (idempotent; see worker.jobs.run_job)."""
     outcome = run_job(context(), job_id)
     if outcome is Outcome.RETRY:
-        raise self.retry(countdown=0.5 * 2 ** self.request.retries)
+        raise self.retry(countdown=0.5 * 2**self.request.retries)
     return outcome.value
 
 

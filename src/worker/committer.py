@@ -17,13 +17,20 @@ from worker.store import NodeJobState, NodeStore
 log = logging.getLogger(__name__)
 S = NodeJobState
 #: Reverts that will not change by trying again.
-PERMANENT = {"DeadlinePassed", "InvalidJobStatus", "NotClaimer", "OutputHashMismatch",
-             "MissingOutput", "JobNotFound"}
+PERMANENT = {
+    "DeadlinePassed",
+    "InvalidJobStatus",
+    "NotClaimer",
+    "OutputHashMismatch",
+    "MissingOutput",
+    "JobNotFound",
+}
 
 
 class Committer:
-    def __init__(self, market: Market, txm: TxManager, store: NodeStore,
-                 max_batch: int = 32) -> None:
+    def __init__(
+        self, market: Market, txm: TxManager, store: NodeStore, max_batch: int = 32
+    ) -> None:
         self.market = market
         self.txm = txm
         self.store = store
@@ -34,15 +41,17 @@ class Committer:
         for job in self.store.jobs_in(S.COMMITTING):
             onchain = self.market.job(job.job_id)
             if onchain.result_hash != b"\x00" * 32:
-                self.store.transition([job.job_id], S.COMMITTING, S.COMMITTED,
-                                      committed_at=time.time())
+                self.store.transition(
+                    [job.job_id], S.COMMITTING, S.COMMITTED, committed_at=time.time()
+                )
             else:
                 self.store.transition([job.job_id], S.COMMITTING, S.READY)
 
     def commit_ready(self) -> int:
         """Commit up to ``max_batch`` ready results. Returns how many were committed."""
-        ids = self.store.transition(self.store.ids_in(S.READY, self.max_batch), S.READY,
-                                    S.COMMITTING)
+        ids = self.store.transition(
+            self.store.ids_in(S.READY, self.max_batch), S.READY, S.COMMITTING
+        )
         committed = 0
         while ids:
             jobs = [self.store.get(i) for i in ids]
@@ -52,12 +61,16 @@ class Committer:
                 [j.output or b"" for j in jobs if j],
                 [j.output_uri for j in jobs if j],
             )
-            res = self.txm.send(self.market.deployment.job_market,
-                                bytes.fromhex(fn._encode_transaction_data()[2:]),
-                                purpose="commit", key=f"commit:{ids[0]}:{len(ids)}:{time.time_ns()}")
+            res = self.txm.send(
+                self.market.deployment.job_market,
+                bytes.fromhex(fn._encode_transaction_data()[2:]),
+                purpose="commit",
+                key=f"commit:{ids[0]}:{len(ids)}:{time.time_ns()}",
+            )
             if res.ok:
-                committed += len(self.store.transition(ids, S.COMMITTING, S.COMMITTED,
-                                                       committed_at=time.time()))
+                committed += len(
+                    self.store.transition(ids, S.COMMITTING, S.COMMITTED, committed_at=time.time())
+                )
                 break
             revert = res.revert
             bad = revert.args_by_name.get("jobId") if revert else None

@@ -20,18 +20,18 @@ from kombu.utils.json import dumps
 ALIAS = "vmfs"
 
 
-class Channel(filesystem.Channel):  # type: ignore[misc]
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+class Channel(filesystem.Channel):
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         staging = os.path.join(self.data_folder_out, ".staging")
         os.makedirs(staging, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=staging)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(str_to_bytes(dumps(payload)))
+            fh.write(str_to_bytes(dumps(payload)))  # type: ignore[no-untyped-call]
         os.replace(tmp, os.path.join(self.data_folder_out, name))
 
 
-class Transport(filesystem.Transport):  # type: ignore[misc]
+class Transport(filesystem.Transport):
     Channel = Channel
 
 

@@ -50,8 +50,11 @@ def start_attempt(store: NodeStore, job_id: int) -> NodeJob | None:
     with store.sessions.begin() as s:
         res = s.execute(
             update(NodeJob)
-            .where(NodeJob.job_id == job_id, NodeJob.state.in_([S.CLAIMED, S.RUNNING]),
-                   NodeJob.attempts < MAX_ATTEMPTS)
+            .where(
+                NodeJob.job_id == job_id,
+                NodeJob.state.in_([S.CLAIMED, S.RUNNING]),
+                NodeJob.attempts < MAX_ATTEMPTS,
+            )
             .values(state=S.RUNNING, attempts=NodeJob.attempts + 1, started_at=time.time())
         )
         moved = res.rowcount == 1  # type: ignore[attr-defined]
@@ -60,8 +63,12 @@ def start_attempt(store: NodeStore, job_id: int) -> NodeJob | None:
     job = store.get(job_id)
     if job is not None and job.state in (S.CLAIMED, S.RUNNING):
         # out of attempts: the earlier deliveries died without recording a result
-        store.transition([job_id], job.state, S.FAILED,
-                         error=f"set aside after {job.attempts} attempts without a result")
+        store.transition(
+            [job_id],
+            job.state,
+            S.FAILED,
+            error=f"set aside after {job.attempts} attempts without a result",
+        )
     return None
 
 
@@ -81,8 +88,12 @@ def run_job(ctx: JobContext, job_id: int) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - any failure counts as an attempt
         log.warning("job %s attempt %s failed: %s", job_id, job.attempts, exc)
         if job.attempts >= MAX_ATTEMPTS:
-            ctx.store.transition([job_id], S.RUNNING, S.FAILED,
-                                 error=f"failed {job.attempts} times; last error: {exc}")
+            ctx.store.transition(
+                [job_id],
+                S.RUNNING,
+                S.FAILED,
+                error=f"failed {job.attempts} times; last error: {exc}",
+            )
             return Outcome.FAILED
         ctx.store.transition([job_id], S.RUNNING, S.CLAIMED, error=str(exc))
         return Outcome.RETRY
@@ -91,6 +102,14 @@ def run_job(ctx: JobContext, job_id: int) -> Outcome:
     if len(output) > ctx.inline_output_max:
         name = ctx.blobs.put(output)
         inline, uri = b"", ctx.blob_base_url + name
-    moved = ctx.store.transition([job_id], S.RUNNING, S.READY, result_hash=result_hash,
-                                 output=inline, output_uri=uri, ready_at=time.time(), error=None)
+    moved = ctx.store.transition(
+        [job_id],
+        S.RUNNING,
+        S.READY,
+        result_hash=result_hash,
+        output=inline,
+        output_uri=uri,
+        ready_at=time.time(),
+        error=None,
+    )
     return Outcome.READY if moved else Outcome.ALREADY_DONE

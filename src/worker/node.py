@@ -53,12 +53,15 @@ class NodeService:
             if price is None:
                 raise ConfigError(
                     f"node {client.address} does not serve {name} on chain; run "
-                    f"`verimarket node register --model {name} --price WEI` first")
+                    f"`verimarket node register --model {name} --price WEI` first"
+                )
             served.append(ServedModel(model_id, name, price, model.decode_input))
-        self.poller = Poller(self.market, self.txm, self.store, served, self.enqueue,
-                             PollerConfig())
-        self.committer = Committer(self.market, self.txm, self.store,
-                                   max_batch=self.settings.batch_max)
+        self.poller = Poller(
+            self.market, self.txm, self.store, served, self.enqueue, PollerConfig()
+        )
+        self.committer = Committer(
+            self.market, self.txm, self.store, max_batch=self.settings.batch_max
+        )
         self.recover()
 
     def recover(self) -> None:
@@ -75,18 +78,20 @@ class NodeService:
         while not self._stop.is_set():
             try:
                 did = body()
-            except Exception:  # noqa: BLE001 - a failing round must not kill the node
+            except Exception:
                 log.exception("%s round failed", name)
                 did = 0
             if not did:
                 self._stop.wait(interval)
 
     def start(self) -> None:
-        for body, interval, name in ((self.poller.poll, self.poll_interval, "poller"),
-                                     (self.committer.commit_ready, self.commit_interval,
-                                      "committer")):
-            t = threading.Thread(target=self._loop, args=(body, interval, name), name=name,
-                                 daemon=True)
+        for body, interval, name in (
+            (self.poller.poll, self.poll_interval, "poller"),
+            (self.committer.commit_ready, self.commit_interval, "committer"),
+        ):
+            t = threading.Thread(
+                target=self._loop, args=(body, interval, name), name=name, daemon=True
+            )
             t.start()
             self._threads.append(t)
 

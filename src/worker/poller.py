@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from market.chain.events import Event, LogReader, topic_of
 from market.chain.market import Market
@@ -48,17 +48,27 @@ class PollerConfig:
 
 
 class Poller:
-    def __init__(self, market: Market, txm: TxManager, store: NodeStore,
-                 served: Sequence[ServedModel], enqueue: Callable[[int], None],
-                 config: PollerConfig | None = None, start_block: int | None = None) -> None:
+    def __init__(
+        self,
+        market: Market,
+        txm: TxManager,
+        store: NodeStore,
+        served: Sequence[ServedModel],
+        enqueue: Callable[[int], None],
+        config: PollerConfig | None = None,
+        start_block: int | None = None,
+    ) -> None:
         self.market = market
         self.txm = txm
         self.store = store
         self.served = {m.model_id: m for m in served}
         self.enqueue = enqueue
         self.config = config or PollerConfig()
-        self.reader = LogReader(market.client, {"JobMarket": market.deployment.job_market},
-                                topics=[topic_of("JobMarket", "JobSubmitted")])
+        self.reader = LogReader(
+            market.client,
+            {"JobMarket": market.deployment.job_market},
+            topics=[topic_of("JobMarket", "JobSubmitted")],
+        )
         self.start_block = market.deployment.start_block if start_block is None else start_block
 
     def recover(self) -> None:
@@ -71,8 +81,9 @@ class Poller:
             elif onchain.status == JobStatus.OPEN:
                 self.store.transition([job.job_id], S.CLAIMING, S.SEEN)
             else:
-                self.store.transition([job.job_id], S.CLAIMING, S.LOST,
-                                      error=f"claimed by {onchain.node}")
+                self.store.transition(
+                    [job.job_id], S.CLAIMING, S.LOST, error=f"claimed by {onchain.node}"
+                )
 
     # ------------------------------------------------------------------ one round
     def poll(self) -> int:
@@ -96,9 +107,12 @@ class Poller:
         claimed = 0
         while ids:
             fn = self.market.jobs.functions.claimJobs(ids)
-            res = self.txm.send(self.market.deployment.job_market,
-                                bytes.fromhex(fn._encode_transaction_data()[2:]),
-                                purpose="claim", key=f"claim:{ids[0]}-{ids[-1]}:{len(ids)}:{time.time_ns()}")
+            res = self.txm.send(
+                self.market.deployment.job_market,
+                bytes.fromhex(fn._encode_transaction_data()[2:]),
+                purpose="claim",
+                key=f"claim:{ids[0]}-{ids[-1]}:{len(ids)}:{time.time_ns()}",
+            )
             if res.ok:
                 got = self.store.transition(ids, S.CLAIMING, S.CLAIMED, claimed_at=time.time())
                 for job_id in got:
@@ -118,10 +132,17 @@ class Poller:
     # ------------------------------------------------------------------ checks
     def _evaluate(self, ev: Event, now: int) -> NodeJob:
         a = ev.args
-        job = NodeJob(job_id=int(a["jobId"]), model_id="0x" + bytes(a["modelId"]).hex(),
-                      input_hash="0x" + bytes(a["inputHash"]).hex(), input=bytes(a["input"]),
-                      max_fee=str(a["maxFee"]), deadline=int(a["deadline"]),
-                      submit_block=ev.block_number, state=S.SEEN, attempts=0)
+        job = NodeJob(
+            job_id=int(a["jobId"]),
+            model_id="0x" + bytes(a["modelId"]).hex(),
+            input_hash="0x" + bytes(a["inputHash"]).hex(),
+            input=bytes(a["input"]),
+            max_fee=str(a["maxFee"]),
+            deadline=int(a["deadline"]),
+            submit_block=ev.block_number,
+            state=S.SEEN,
+            attempts=0,
+        )
         reason = self._reject_reason(ev, job, now)
         if reason:
             job.state, job.error = S.REJECTED, reason

@@ -67,8 +67,9 @@ class NodeJob(Base):
     max_fee: Mapped[str] = mapped_column(String(80))
     deadline: Mapped[int] = mapped_column(Integer)
     submit_block: Mapped[int] = mapped_column(Integer)
-    state: Mapped[NodeJobState] = mapped_column(Enum(NodeJobState, native_enum=False, length=16),
-                                                index=True)
+    state: Mapped[NodeJobState] = mapped_column(
+        Enum(NodeJobState, native_enum=False, length=16), index=True
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     result_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
@@ -96,8 +97,9 @@ class NodeStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        Base.metadata.create_all(self.engine, tables=[NodeJob.__table__, Cursor.__table__,
-                                                      ChainTx.__table__])
+        Base.metadata.create_all(
+            self.engine, tables=[Base.metadata.tables[t] for t in ("node_jobs", "node_cursors", "chain_transactions")]
+        )
         self.sessions: sessionmaker[Session] = make_sessions(self.engine)
 
     # ------------------------------------------------------------------ cursor
@@ -139,8 +141,9 @@ class NodeStore:
             q = select(NodeJob).where(NodeJob.state == state).order_by(NodeJob.job_id)
             return list(s.scalars(q.limit(limit)))
 
-    def transition(self, job_ids: Sequence[int], frm: NodeJobState, to: NodeJobState,
-                   **values: Any) -> list[int]:
+    def transition(
+        self, job_ids: Sequence[int], frm: NodeJobState, to: NodeJobState, **values: Any
+    ) -> list[int]:
         """Compare-and-set: move those of ``job_ids`` that are in ``frm`` to ``to``.
 
         Returns the ids that moved; others were moved by someone else first.

@@ -48,7 +48,7 @@ def wrong_bytes_server() -> Iterator[str]:
     """An HTTP server that serves bytes which do not match the hash a job claims."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             body = encode_digits_input(digits_test_split()[0][0])
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -72,31 +72,50 @@ def test_jobs_run_through_redis_workers_to_settlement(
 ) -> None:
     manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
     deployer = chain.market(0)
-    model_id = deployer.register_model(manifest.artifacts_hash_bytes, manifest.output_scale,
-                                       "model://digits-mlp",
-                                       [Segment(*s) for s in manifest.chain_segments()])
-    unserved = deployer.register_model(keccak(b"no node serves this"), 16, "",
-                                       [Segment(keccak(b"x"))])
+    model_id = deployer.register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "model://digits-mlp",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    unserved = deployer.register_model(
+        keccak(b"no node serves this"), 16, "", [Segment(keccak(b"x"))]
+    )
     node = chain.market(1)
     node.register_node(5 * 10**18)
     node.set_model_price(model_id, PRICE)
     dep_file = tmp_path / "deployment.json"
     chain.deployment.save(dep_file)
 
-    children = start_stack(tmp_path, dep_file, node_key=chain.client(1).account.key.to_0x_hex(),  # type: ignore[union-attr]
-                           settler_key=chain.client(2).account.key.to_0x_hex(),  # type: ignore[union-attr]
-                           models=["digits-mlp"],
-                           env={"VERIMARKET_BROKER_URL": REDIS_URL,
-                                "VERIMARKET_BROKER_PREFIX": redis_prefix,
-                                "VERIMARKET_ARTIFACTS": str(artifacts_dir())})
+    children = start_stack(
+        tmp_path,
+        dep_file,
+        node_key=chain.client(1).account.key.to_0x_hex(),  # type: ignore[union-attr]
+        settler_key=chain.client(2).account.key.to_0x_hex(),  # type: ignore[union-attr]
+        models=["digits-mlp"],
+        env={
+            "VERIMARKET_BROKER_URL": REDIS_URL,
+            "VERIMARKET_BROKER_PREFIX": redis_prefix,
+            "VERIMARKET_ARTIFACTS": str(artifacts_dir()),
+        },
+    )
     try:
         agent = chain.market(6)
         images, _labels = digits_test_split()
         now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
         good_inputs = [encode_digits_input(images[i]) for i in range(GOOD_JOBS)]
-        good = agent.submit_jobs([
-            JobRequest(model_id=model_id, input_hash=keccak(x), input=x, max_fee=MAX_FEE,
-                       deadline=now + 300) for x in good_inputs])
+        good = agent.submit_jobs(
+            [
+                JobRequest(
+                    model_id=model_id,
+                    input_hash=keccak(x),
+                    input=x,
+                    max_fee=MAX_FEE,
+                    deadline=now + 300,
+                )
+                for x in good_inputs
+            ]
+        )
 
         # bad jobs: each must end as a per-job rejection, never a crashed worker
         wrong_shape = encode_quantized(images[0][:7, :7].astype("int64"), 0)
@@ -105,18 +124,41 @@ def test_jobs_run_through_redis_workers_to_settlement(
         # chain time runs ahead of the wall clock while blocks come fast: read it again
         bad_deadline = int(chain.client(0).w3.eth.get_block("latest")["timestamp"]) + 30
         bad_requests = {
-            "wrong shape": JobRequest(model_id=model_id, input_hash=keccak(wrong_shape),
-                                      input=wrong_shape, max_fee=MAX_FEE, deadline=bad_deadline),
-            "out of range": JobRequest(model_id=model_id, input_hash=keccak(out_of_range),
-                                       input=out_of_range, max_fee=MAX_FEE, deadline=bad_deadline),
-            "garbage": JobRequest(model_id=model_id, input_hash=keccak(garbage), input=garbage,
-                                  max_fee=MAX_FEE, deadline=bad_deadline),
-            "unknown model": JobRequest(model_id=unserved, input_hash=keccak(good_inputs[0]),
-                                        input=good_inputs[0], max_fee=MAX_FEE,
-                                        deadline=bad_deadline),
-            "hash mismatch": JobRequest(model_id=model_id, input_hash=keccak(b"not these bytes"),
-                                        input_uri=wrong_bytes_server, max_fee=MAX_FEE,
-                                        deadline=bad_deadline),
+            "wrong shape": JobRequest(
+                model_id=model_id,
+                input_hash=keccak(wrong_shape),
+                input=wrong_shape,
+                max_fee=MAX_FEE,
+                deadline=bad_deadline,
+            ),
+            "out of range": JobRequest(
+                model_id=model_id,
+                input_hash=keccak(out_of_range),
+                input=out_of_range,
+                max_fee=MAX_FEE,
+                deadline=bad_deadline,
+            ),
+            "garbage": JobRequest(
+                model_id=model_id,
+                input_hash=keccak(garbage),
+                input=garbage,
+                max_fee=MAX_FEE,
+                deadline=bad_deadline,
+            ),
+            "unknown model": JobRequest(
+                model_id=unserved,
+                input_hash=keccak(good_inputs[0]),
+                input=good_inputs[0],
+                max_fee=MAX_FEE,
+                deadline=bad_deadline,
+            ),
+            "hash mismatch": JobRequest(
+                model_id=model_id,
+                input_hash=keccak(b"not these bytes"),
+                input_uri=wrong_bytes_server,
+                max_fee=MAX_FEE,
+                deadline=bad_deadline,
+            ),
         }
         bad = dict(zip(bad_requests, agent.submit_jobs(list(bad_requests.values())), strict=True))
 
@@ -137,8 +179,11 @@ def test_jobs_run_through_redis_workers_to_settlement(
         expected = model.run_inputs(good_inputs)
         reader = LogReader(agent.client, {"JobMarket": chain.deployment.job_market})
         events = reader.fetch(chain.deployment.start_block, agent.client.block_number())
-        outputs = {int(e.args["jobId"]): bytes(e.args["output"])
-                   for e in events if e.name == "ResultCommitted"}
+        outputs = {
+            int(e.args["jobId"]): bytes(e.args["output"])
+            for e in events
+            if e.name == "ResultCommitted"
+        }
         assert [outputs[j] for j in good] == expected
         assert not set(bad.values()) & set(outputs)
 
@@ -157,7 +202,8 @@ def test_jobs_run_through_redis_workers_to_settlement(
         fee = PRICE * chain.deployment.params.fee_bps // 10_000
         assert agent.total_escrow() == 0
         assert agent.withdrawable(agent.client.address) == (
-            GOOD_JOBS * (MAX_FEE - PRICE) + len(bad) * MAX_FEE)
+            GOOD_JOBS * (MAX_FEE - PRICE) + len(bad) * MAX_FEE
+        )
         assert agent.withdrawable(node.client.address) == GOOD_JOBS * (PRICE - fee)
         for c in children:
             assert c.alive(), f"{c.name} died:\n{c.tail()}"

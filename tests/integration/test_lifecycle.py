@@ -29,7 +29,9 @@ def gas_cost(receipt: Any) -> int:
 def setup_model_and_node(chain: Chain) -> tuple[bytes, Market]:
     deployer = chain.market(0)
     model_id = deployer.register_model(
-        keccak(b"digits-mlp artefacts"), 16, "blob://digits-mlp",
+        keccak(b"digits-mlp artefacts"),
+        16,
+        "blob://digits-mlp",
         [Segment(keccak(b"segment-0")), Segment(keccak(b"segment-1"))],
     )
     node = chain.market(1)
@@ -38,15 +40,22 @@ def setup_model_and_node(chain: Chain) -> tuple[bytes, Market]:
     return model_id, node
 
 
-def request(chain: Chain, model_id: bytes, *, vault_agent: str | None = None,
-            max_fee: int = MAX_FEE) -> JobRequest:
+def request(
+    chain: Chain, model_id: bytes, *, vault_agent: str | None = None, max_fee: int = MAX_FEE
+) -> JobRequest:
     data = b"\x01\x00\x01\x00\x00\x00\x02" + (7).to_bytes(8, "big") + (9).to_bytes(8, "big")
     now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
     kwargs: dict[str, Any] = {}
     if vault_agent:
         kwargs["vault_agent"] = vault_agent
-    return JobRequest(model_id=model_id, input_hash=keccak(data), input=data, max_fee=max_fee,
-                      deadline=now + 600, **kwargs)
+    return JobRequest(
+        model_id=model_id,
+        input_hash=keccak(data),
+        input=data,
+        max_fee=max_fee,
+        deadline=now + 600,
+        **kwargs,
+    )
 
 
 def test_vault_funded_job_full_lifecycle(chain: Chain) -> None:
@@ -121,7 +130,9 @@ def test_expired_claim_refunds_and_slashes(chain: Chain) -> None:
 
     before = payer.client.balance(payer.client.address)
     receipt = payer.withdraw()
-    assert payer.client.balance(payer.client.address) == before + MAX_FEE + to_payer - gas_cost(receipt)
+    assert payer.client.balance(payer.client.address) == before + MAX_FEE + to_payer - gas_cost(
+        receipt
+    )
 
 
 def test_policy_violations_are_refused_and_change_nothing(chain: Chain) -> None:
@@ -135,8 +146,11 @@ def test_policy_violations_are_refused_and_change_nothing(chain: Chain) -> None:
 
     cases = [
         (agent, request(chain, other_model, vault_agent=agent_addr), "ModelNotAllowed"),
-        (agent, request(chain, model_id, vault_agent=agent_addr, max_fee=MAX_FEE + 1),
-         "FeeAbovePolicy"),
+        (
+            agent,
+            request(chain, model_id, vault_agent=agent_addr, max_fee=MAX_FEE + 1),
+            "FeeAbovePolicy",
+        ),
         (stranger, request(chain, model_id, vault_agent=agent_addr), "SpenderNotAuthorized"),
     ]
     for who, req, error in cases:
@@ -155,7 +169,9 @@ def test_policy_violations_are_refused_and_change_nothing(chain: Chain) -> None:
 
     # a funded spender key may spend, once authorized by the funder
     chain.warp(3601)
-    funder.client.transact(funder.vault.functions.setSpender(agent_addr, stranger.client.address, True))
+    funder.client.transact(
+        funder.vault.functions.setSpender(agent_addr, stranger.client.address, True)
+    )
     stranger.submit_job(request(chain, model_id, vault_agent=agent_addr))
     assert agent.vault_balance(agent_addr) == 6 * MAX_FEE
 

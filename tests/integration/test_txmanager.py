@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -98,8 +99,12 @@ def test_stuck_transaction_is_bumped_by_at_least_20_percent_up_to_the_cap(
 ) -> None:
     key = fresh_key(chain)
     cap = 8 * 10**9  # about a dozen bumps above the ~1 gwei start
-    txm = manager(chain, key, tmp_path / "tx.sqlite",
-                  GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap))
+    txm = manager(
+        chain,
+        key,
+        tmp_path / "tx.sqlite",
+        GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap),
+    )
     sink = Account.create().address
     chain.rpc("evm_setAutomine", False)
     try:
@@ -119,7 +124,7 @@ def test_stuck_transaction_is_bumped_by_at_least_20_percent_up_to_the_cap(
     assert res.ok and res.tx_hash in hashes
     distinct = sorted(set(fees))
     assert len(distinct) >= 3
-    for (f0, t0), (f1, t1) in zip(distinct, distinct[1:], strict=False):
+    for (f0, t0), (f1, t1) in itertools.pairwise(distinct):
         assert f1 >= f0 * 1.2 or f1 == cap
         assert t1 >= t0 * 1.2 or f1 == cap
     assert max(f for f, _ in fees) == cap, fees

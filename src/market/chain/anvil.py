@@ -82,11 +82,16 @@ def start_anvil(
     port = port or free_port()
     args = [
         str(foundry_tool("anvil")),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--chain-id", str(chain_id),
-        "--accounts", str(accounts),
-        "--balance", str(balance_eth),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        str(balance_eth),
         "--silent",
         *extra_args,
     ]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_abi.abi import decode as abi_decode
+from eth_utils.crypto import keccak
 
 from market.chain.codegen import ABI_DIR, CONTRACTS
 from market.errors import ContractRevert
@@ -41,7 +41,7 @@ def _type_string(param: dict[str, Any]) -> str:
     t = str(param["type"])
     if t.startswith("tuple"):
         inner = ",".join(_type_string(c) for c in param["components"])
-        return f"({inner}){t[len('tuple'):]}"
+        return f"({inner}){t[len('tuple') :]}"
     return t
 
 

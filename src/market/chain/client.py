@@ -20,7 +20,8 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from eth_typing import ChecksumAddress
+from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from market.chain.artifacts import decode_revert, load
 from market.errors import (
@@ -80,10 +81,10 @@ class ChainClient:
         return self._chain_id
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         if self.account is None:
             raise ChainError("this operation needs a key (--key / VERIMARKET_PRIVATE_KEY)")
-        return str(self.account.address)
+        return self.account.address
 
     def block_number(self) -> int:
         return int(self.rpc(lambda: self.w3.eth.block_number))
@@ -106,7 +107,7 @@ class ChainClient:
         art = load(name)
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=art.abi)
 
-    def call(self, fn: ContractFunction, *, block: int | str = "latest") -> Any:
+    def call(self, fn: ContractFunction, *, block: BlockIdentifier = "latest") -> Any:
         """eth_call a view function; reverts become ContractRevert."""
         try:
             return self.rpc(lambda: fn.call(block_identifier=block))
@@ -126,10 +127,17 @@ class ChainClient:
         with self._lock:
             self._nonce = None
 
-    def build(self, fn: ContractFunction | None, *, to: str | None = None, data: bytes = b"",
-              value: int = 0, gas: int | None = None) -> TxParams:
+    def build(
+        self,
+        fn: ContractFunction | None,
+        *,
+        to: str | None = None,
+        data: bytes = b"",
+        value: int = 0,
+        gas: int | None = None,
+    ) -> TxParams:
         """Transaction fields for ``fn`` (or raw ``to``/``data``), gas estimated with margin."""
-        tx: TxParams = {"from": self.address, "value": value, "chainId": self.chain_id}
+        tx: TxParams = {"from": self.address, "value": Wei(value), "chainId": self.chain_id}
         if fn is not None:
             tx["to"] = fn.address
             tx["data"] = fn._encode_transaction_data()
@@ -142,8 +150,8 @@ class ChainClient:
         tx["gas"] = gas
         base = int(self.rpc(lambda: self.w3.eth.get_block("latest"))["baseFeePerGas"])
         tip = 10**9
-        tx["maxPriorityFeePerGas"] = tip
-        tx["maxFeePerGas"] = base * 2 + tip
+        tx["maxPriorityFeePerGas"] = Wei(tip)
+        tx["maxFeePerGas"] = Wei(base * 2 + tip)
         return tx
 
     def _estimate(self, tx: TxParams) -> int:
@@ -163,14 +171,22 @@ class ChainClient:
             return revert
         return ChainError(f"the node refused the request: {text}")
 
-    def send(self, fn: ContractFunction | None = None, *, value: int = 0, gas: int | None = None,
-             to: str | None = None, data: bytes = b"", wait: bool = True,
-             timeout: float = 120.0) -> TxReceipt | HexBytes:
+    def send(
+        self,
+        fn: ContractFunction | None = None,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        to: str | None = None,
+        data: bytes = b"",
+        wait: bool = True,
+        timeout: float = 120.0,
+    ) -> TxReceipt | HexBytes:
         """Sign and send; with ``wait`` return the receipt and raise on revert."""
         assert self.account is not None, "send needs a key"
         with self._lock:
             tx = self.build(fn, to=to, data=data, value=value, gas=gas)
-            tx["nonce"] = self._next_nonce()
+            tx["nonce"] = Nonce(self._next_nonce())
             signed = self.account.sign_transaction(cast(dict[str, Any], tx))
             try:
                 tx_hash = self.rpc(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction))
@@ -182,24 +198,34 @@ class ChainClient:
             return tx_hash
         return self.wait(tx_hash, timeout=timeout, tx=tx)
 
-    def transact(self, fn: ContractFunction, *, value: int = 0, gas: int | None = None) -> TxReceipt:
+    def transact(
+        self, fn: ContractFunction, *, value: int = 0, gas: int | None = None
+    ) -> TxReceipt:
         """Send a contract call and wait for its receipt (reverts raise ContractRevert)."""
         receipt = self.send(fn, value=value, gas=gas)
         return cast(TxReceipt, receipt)
 
-    def wait(self, tx_hash: HexBytes, *, timeout: float = 120.0, tx: TxParams | None = None) -> TxReceipt:
+    def wait(
+        self, tx_hash: HexBytes, *, timeout: float = 120.0, tx: TxParams | None = None
+    ) -> TxReceipt:
         receipt = self.rpc(
-            lambda: self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.05)
+            lambda: self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=timeout, poll_latency=0.05
+            )
         )
         if receipt["status"] != 1:
             raise self._explain_failure(tx_hash, receipt, tx)
         return receipt
 
-    def _explain_failure(self, tx_hash: HexBytes, receipt: TxReceipt, tx: TxParams | None) -> ChainError:
+    def _explain_failure(
+        self, tx_hash: HexBytes, receipt: TxReceipt, tx: TxParams | None
+    ) -> ChainError:
         if tx is not None:
             replay = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}
             try:
-                self.w3.eth.call(cast(TxParams, replay), block_identifier=receipt["blockNumber"] - 1)
+                self.w3.eth.call(
+                    cast(TxParams, replay), block_identifier=receipt["blockNumber"] - 1
+                )
             except (ContractCustomError, ContractLogicError, Web3RPCError) as exc:
                 revert = revert_from_exception(exc)
                 if revert is not None:

@@ -6,8 +6,9 @@ from market.chain.client import ChainClient
 from market.chain.types import Deployment, MarketParams
 
 
-def deploy(client: ChainClient, params: MarketParams | None = None,
-           treasury: str | None = None) -> Deployment:
+def deploy(
+    client: ChainClient, params: MarketParams | None = None, treasury: str | None = None
+) -> Deployment:
     """Deploy ModelRegistry, NodeRegistry, PaymentVault and JobMarket, then bind them.
 
     The deployer key pays; the treasury defaults to the deployer. Returns the deployment
@@ -20,9 +21,18 @@ def deploy(client: ChainClient, params: MarketParams | None = None,
     nodes, _ = client.deploy("NodeRegistry", models, params.min_stake, params.unbonding_period)
     vault, _ = client.deploy("PaymentVault", params.withdrawal_delay)
     market, _ = client.deploy(
-        "JobMarket", nodes, models, vault, treasury, params.fee_bps, params.challenge_window,
-        params.max_job_duration, params.collateral_bps, params.min_job_collateral,
-        params.slash_payer_bps, params.max_callback_gas,
+        "JobMarket",
+        nodes,
+        models,
+        vault,
+        treasury,
+        params.fee_bps,
+        params.challenge_window,
+        params.max_job_duration,
+        params.collateral_bps,
+        params.min_job_collateral,
+        params.slash_payer_bps,
+        params.max_callback_gas,
     )
     client.transact(client.contract("NodeRegistry", nodes).functions.setMarket(market))
     client.transact(client.contract("PaymentVault", vault).functions.setMarket(market))

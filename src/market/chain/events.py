@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import event_abi_to_log_topic
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import event_abi_to_log_topic
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import Web3RPCError
@@ -57,7 +57,7 @@ def _specs(contract: str) -> dict[bytes, _EventSpec]:
     for item in load(contract).abi:
         if item.get("type") != "event":
             continue
-        topic = bytes(event_abi_to_log_topic(item))
+        topic = bytes(event_abi_to_log_topic(item))  # type: ignore[arg-type]
         ins = item["inputs"]
         out[topic] = _EventSpec(
             contract,
@@ -110,8 +110,14 @@ def decode_log(contract: str, log: dict[str, Any]) -> Event | None:
 class LogReader:
     """Fetches and decodes the logs of a fixed set of contracts, adapting its range size."""
 
-    def __init__(self, client: ChainClient, contracts: dict[str, str], *, max_range: int = 2000,
-                 topics: Sequence[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        client: ChainClient,
+        contracts: dict[str, str],
+        *,
+        max_range: int = 2000,
+        topics: Sequence[bytes] | None = None,
+    ) -> None:
         self.client = client
         self.by_address = {Web3.to_checksum_address(a): name for name, a in contracts.items()}
         self.max_range = max_range

@@ -36,8 +36,13 @@ class Market:
         return Market(client, self.deployment)
 
     # ------------------------------------------------------------------ models
-    def register_model(self, artifacts_hash: bytes, output_scale: int, metadata_uri: str,
-                       segments: Sequence[Segment]) -> bytes:
+    def register_model(
+        self,
+        artifacts_hash: bytes,
+        output_scale: int,
+        metadata_uri: str,
+        segments: Sequence[Segment],
+    ) -> bytes:
         segs = [s.as_tuple() for s in segments]
         model_id = self.compute_model_id(artifacts_hash, output_scale, segments)
         if self.is_model_registered(model_id):
@@ -47,12 +52,15 @@ class Market:
         )
         return model_id
 
-    def compute_model_id(self, artifacts_hash: bytes, output_scale: int,
-                         segments: Sequence[Segment]) -> bytes:
+    def compute_model_id(
+        self, artifacts_hash: bytes, output_scale: int, segments: Sequence[Segment]
+    ) -> bytes:
         segs = [s.as_tuple() for s in segments]
-        return bytes(self.client.call(
-            self.models.functions.computeModelId(artifacts_hash, output_scale, segs)
-        ))
+        return bytes(
+            self.client.call(
+                self.models.functions.computeModelId(artifacts_hash, output_scale, segs)
+            )
+        )
 
     def is_model_registered(self, model_id: bytes) -> bool:
         return bool(self.client.call(self.models.functions.isRegistered(model_id)))
@@ -82,10 +90,17 @@ class Market:
         return int(price) if served else None
 
     # ------------------------------------------------------------------ vault
-    def open_account(self, agent: str, policy: Policy, deposit: int,
-                     allowed_models: Sequence[bytes] = (), spenders: Sequence[str] = ()) -> TxReceipt:
-        fn = self.vault.functions.openAccount(agent, policy.as_tuple(), list(allowed_models),
-                                              list(spenders))
+    def open_account(
+        self,
+        agent: str,
+        policy: Policy,
+        deposit: int,
+        allowed_models: Sequence[bytes] = (),
+        spenders: Sequence[str] = (),
+    ) -> TxReceipt:
+        fn = self.vault.functions.openAccount(
+            agent, policy.as_tuple(), list(allowed_models), list(spenders)
+        )
         return self.client.transact(fn, value=deposit)
 
     def deposit(self, agent: str, amount: int) -> TxReceipt:
@@ -112,13 +127,19 @@ class Market:
     def claim_jobs(self, job_ids: Sequence[int]) -> TxReceipt:
         return self.client.transact(self.jobs.functions.claimJobs(list(job_ids)))
 
-    def commit_result(self, job_id: int, result_hash: bytes, output: bytes = b"",
-                      output_uri: str = "") -> TxReceipt:
+    def commit_result(
+        self, job_id: int, result_hash: bytes, output: bytes = b"", output_uri: str = ""
+    ) -> TxReceipt:
         fn = self.jobs.functions.commitResult(job_id, result_hash, output, output_uri)
         return self.client.transact(fn)
 
-    def commit_results(self, job_ids: Sequence[int], result_hashes: Sequence[bytes],
-                       outputs: Sequence[bytes], output_uris: Sequence[str]) -> TxReceipt:
+    def commit_results(
+        self,
+        job_ids: Sequence[int],
+        result_hashes: Sequence[bytes],
+        outputs: Sequence[bytes],
+        output_uris: Sequence[str],
+    ) -> TxReceipt:
         fn = self.jobs.functions.commitResults(
             list(job_ids), list(result_hashes), list(outputs), list(output_uris)
         )

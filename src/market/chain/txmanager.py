@@ -16,15 +16,22 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from hexbytes import HexBytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
+from web3.types import TxParams, Wei
 
 from market.chain.client import ChainClient, revert_from_exception
 from market.db.txstore import ChainTx, TxState
@@ -32,8 +39,13 @@ from market.errors import ChainError, ContractRevert
 
 log = logging.getLogger(__name__)
 
-_ALREADY_KNOWN = ("already known", "already imported", "known transaction", "nonce too low",
-                  "replacement transaction underpriced")
+_ALREADY_KNOWN = (
+    "already known",
+    "already imported",
+    "known transaction",
+    "nonce too low",
+    "replacement transaction underpriced",
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +80,9 @@ class GasPolicy:
 class TxManager:
     """Persisted, crash-safe sender for one key."""
 
-    def __init__(self, client: ChainClient, sessions: sessionmaker[Session],
-                 gas: GasPolicy | None = None) -> None:
+    def __init__(
+        self, client: ChainClient, sessions: sessionmaker[Session], gas: GasPolicy | None = None
+    ) -> None:
         if client.account is None:
             raise ChainError("TxManager needs a client with a key")
         self.client = client
@@ -81,40 +94,69 @@ class TxManager:
         self._reverts: dict[int, ContractRevert] = {}
 
     # ------------------------------------------------------------------ public
-    def enqueue(self, to: str, data: bytes, *, value: int = 0, key: str | None = None,
-                purpose: str = "", gas_limit: int | None = None) -> int:
+    def enqueue(
+        self,
+        to: str,
+        data: bytes,
+        *,
+        value: int = 0,
+        key: str | None = None,
+        purpose: str = "",
+        gas_limit: int | None = None,
+    ) -> int:
         """Record a transaction to send; returns its id. Idempotent on ``key``."""
         with self.sessions.begin() as s:
             if key is not None:
-                existing = s.scalar(select(ChainTx.id).where(
-                    ChainTx.sender == self.sender, ChainTx.idempotency_key == key))
+                existing = s.scalar(
+                    select(ChainTx.id).where(
+                        ChainTx.sender == self.sender, ChainTx.idempotency_key == key
+                    )
+                )
                 if existing is not None:
                     return int(existing)
-            row = ChainTx(chain_id=self.client.chain_id, sender=self.sender, idempotency_key=key,
-                          purpose=purpose, to_address=Web3.to_checksum_address(to), data=data,
-                          value=str(value), gas_limit=gas_limit, state=TxState.UNSTARTED,
-                          all_hashes=[])
+            row = ChainTx(
+                chain_id=self.client.chain_id,
+                sender=self.sender,
+                idempotency_key=key,
+                purpose=purpose,
+                to_address=Web3.to_checksum_address(to),
+                data=data,
+                value=str(value),
+                gas_limit=gas_limit,
+                state=TxState.UNSTARTED,
+                all_hashes=[],
+            )
             s.add(row)
             s.flush()
             return int(row.id)
 
     def step(self) -> bool:
         """Advance the oldest work by one move. Returns True when something changed."""
-        with self._lock:
-            with self.sessions() as s:
-                inflight = s.scalars(select(ChainTx).where(
+        with self._lock, self.sessions() as s:
+            inflight = s.scalars(
+                select(ChainTx)
+                .where(
                     ChainTx.sender == self.sender,
                     ChainTx.state.in_([TxState.SIGNED, TxState.SENT]),
-                ).order_by(ChainTx.nonce).limit(1)).first()
-                if inflight is not None:
-                    return self._advance(s, inflight)
-                nxt = s.scalars(select(ChainTx).where(
-                    ChainTx.sender == self.sender, ChainTx.state == TxState.UNSTARTED,
-                ).order_by(ChainTx.id).limit(1)).first()
-                if nxt is None:
-                    return False
-                self._start(s, nxt)
-                return True
+                )
+                .order_by(ChainTx.nonce)
+                .limit(1)
+            ).first()
+            if inflight is not None:
+                return self._advance(s, inflight)
+            nxt = s.scalars(
+                select(ChainTx)
+                .where(
+                    ChainTx.sender == self.sender,
+                    ChainTx.state == TxState.UNSTARTED,
+                )
+                .order_by(ChainTx.id)
+                .limit(1)
+            ).first()
+            if nxt is None:
+                return False
+            self._start(s, nxt)
+            return True
 
     def result(self, tx_id: int) -> TxResult | None:
         """The terminal outcome of ``tx_id``, or None while it is still pending."""
@@ -124,8 +166,16 @@ class TxManager:
                 raise ChainError(f"no transaction with id {tx_id}")
             if row.state not in (TxState.CONFIRMED, TxState.FAILED):
                 return None
-            return TxResult(row.id, row.state, row.tx_hash, row.nonce, row.block_number,
-                            row.gas_used, row.error, self._reverts.get(row.id))
+            return TxResult(
+                row.id,
+                row.state,
+                row.tx_hash,
+                row.nonce,
+                row.block_number,
+                row.gas_used,
+                row.error,
+                self._reverts.get(row.id),
+            )
 
     def wait(self, tx_id: int, timeout: float = 120.0, poll: float = 0.02) -> TxResult:
         """Drive the queue until ``tx_id`` is confirmed or failed."""
@@ -146,9 +196,17 @@ class TxManager:
 
     def pending_count(self) -> int:
         with self.sessions() as s:
-            return int(s.scalar(select(func.count()).select_from(ChainTx).where(
-                ChainTx.sender == self.sender,
-                ChainTx.state.in_([TxState.UNSTARTED, TxState.SIGNED, TxState.SENT]))) or 0)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(ChainTx)
+                    .where(
+                        ChainTx.sender == self.sender,
+                        ChainTx.state.in_([TxState.UNSTARTED, TxState.SIGNED, TxState.SENT]),
+                    )
+                )
+                or 0
+            )
 
     def run(self, stop: threading.Event, idle_sleep: float = 0.02) -> None:
         """Drive the queue until ``stop`` is set (a background thread's body)."""
@@ -162,8 +220,13 @@ class TxManager:
 
     # ------------------------------------------------------------------ moves
     def _start(self, s: Session, row: ChainTx) -> None:
-        tx: TxParams = {"from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
-                        "value": int(row.value), "chainId": row.chain_id}
+        tx: TxParams = {
+            "from": self.sender,
+            "to": row.to_address,
+            "data": HexBytes(row.data),
+            "value": Wei(int(row.value)),
+            "chainId": row.chain_id,
+        }
         if row.gas_limit is None:
             try:
                 estimate = int(self.client.rpc(lambda: self.client.w3.eth.estimate_gas(tx)))
@@ -196,8 +259,7 @@ class TxManager:
                 revert = self._replay(row, int(receipt["blockNumber"]))
                 self._fail(s, row, str(revert) if revert else "reverted", revert)
             return True
-        mined_nonce = int(self.client.rpc(
-            lambda: self.client.w3.eth.get_transaction_count(self.sender, "latest")))
+        mined_nonce = self._chain_nonce()
         if row.nonce is not None and mined_nonce > row.nonce:
             # our nonce was used, but by none of our hashes: give the receipt a moment first
             if time.time() - (row.sent_at or 0) > 5.0:
@@ -248,10 +310,16 @@ class TxManager:
     # ------------------------------------------------------------------ helpers
     def _sign(self, row: ChainTx) -> None:
         tx = {
-            "from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
-            "value": int(row.value), "chainId": row.chain_id, "nonce": row.nonce,
-            "gas": row.gas_limit, "maxFeePerGas": int(row.max_fee_per_gas or 0),
-            "maxPriorityFeePerGas": int(row.max_priority_fee_per_gas or 0), "type": 2,
+            "from": self.sender,
+            "to": row.to_address,
+            "data": HexBytes(row.data),
+            "value": Wei(int(row.value)),
+            "chainId": row.chain_id,
+            "nonce": row.nonce,
+            "gas": row.gas_limit,
+            "maxFeePerGas": int(row.max_fee_per_gas or 0),
+            "maxPriorityFeePerGas": int(row.max_priority_fee_per_gas or 0),
+            "type": 2,
         }
         signed = self.account.sign_transaction(cast(dict[str, Any], tx))
         row.raw = bytes(signed.raw_transaction)
@@ -266,10 +334,16 @@ class TxManager:
         s.commit()
 
     def _next_nonce(self, s: Session) -> int:
-        chain_next = int(self.client.rpc(
-            lambda: self.client.w3.eth.get_transaction_count(self.sender, "latest")))
+        chain_next = self._chain_nonce()
         last = s.scalar(select(func.max(ChainTx.nonce)).where(ChainTx.sender == self.sender))
         return max(chain_next, (int(last) + 1) if last is not None else 0)
+
+    def _chain_nonce(self) -> int:
+        """How many transactions of this key the chain has mined."""
+        eth = self.client.w3.eth
+        return int(
+            self.client.rpc(lambda: eth.get_transaction_count(self.client.address, "latest"))
+        )
 
     def _base_fee(self) -> int:
         block = self.client.rpc(lambda: self.client.w3.eth.get_block("latest"))
@@ -283,7 +357,9 @@ class TxManager:
     def _find_receipt(self, row: ChainTx) -> Any:
         for h in reversed(row.all_hashes):
             try:
-                receipt = self.client.rpc(lambda h=h: self.client.w3.eth.get_transaction_receipt(h))
+                receipt = self.client.rpc(
+                    partial(self.client.w3.eth.get_transaction_receipt, HexStr(h))
+                )
             except TransactionNotFound:
                 continue
             if receipt is not None:
@@ -291,11 +367,15 @@ class TxManager:
         return None
 
     def _replay(self, row: ChainTx, block: int) -> ContractRevert | None:
-        call: TxParams = {"from": self.sender, "to": row.to_address, "data": HexBytes(row.data),
-                          "value": int(row.value), "gas": row.gas_limit or 0}
+        call: TxParams = {
+            "from": self.sender,
+            "to": row.to_address,
+            "data": HexBytes(row.data),
+            "value": Wei(int(row.value)),
+            "gas": row.gas_limit or 0,
+        }
         try:
             self.client.w3.eth.call(call, block_identifier=block - 1)
         except (ContractCustomError, ContractLogicError, Web3RPCError) as exc:
             return revert_from_exception(exc)
         return None
-

@@ -60,8 +60,15 @@ class JobRequest:
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (
-            self.model_id, self.input_hash, self.input, self.input_uri, self.max_fee,
-            self.deadline, int(self.mode), self.callback, self.callback_gas_limit,
+            self.model_id,
+            self.input_hash,
+            self.input,
+            self.input_uri,
+            self.max_fee,
+            self.deadline,
+            int(self.mode),
+            self.callback,
+            self.callback_gas_limit,
             self.vault_agent,
         )
 
@@ -91,9 +98,23 @@ class Job:
     @classmethod
     def from_tuple(cls, job_id: int, t: tuple[Any, ...]) -> Job:
         return cls(
-            job_id, t[0], JobStatus(t[1]), VerificationMode(t[2]), bool(t[3]), int(t[4]),
-            int(t[5]), t[6], int(t[7]), int(t[8]), t[9], int(t[10]), int(t[11]), int(t[12]),
-            bytes(t[13]), bytes(t[14]), bytes(t[15]),
+            job_id,
+            t[0],
+            JobStatus(t[1]),
+            VerificationMode(t[2]),
+            bool(t[3]),
+            int(t[4]),
+            int(t[5]),
+            t[6],
+            int(t[7]),
+            int(t[8]),
+            t[9],
+            int(t[10]),
+            int(t[11]),
+            int(t[12]),
+            bytes(t[13]),
+            bytes(t[14]),
+            bytes(t[15]),
         )
 
 

@@ -21,8 +21,9 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``. SQLite gets WAL, a busy timeout and cross-thread use."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -34,7 +35,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 import enum
 import time
 
-from sqlalchemy import JSON, Enum, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Enum,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from market.db import Base
