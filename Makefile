@@ -10,7 +10,7 @@ CONTRACT_SOURCES := $(shell find contracts/src -name '*.sol' 2>/dev/null)
 
 .PHONY: setup demo test test-python test-contracts test-long contracts abi models lint bench clean
 
-setup: .venv/.installed node_modules/.installed contracts/out/.built abi-check $(ARTIFACTS)/.built
+setup: .venv/.installed node_modules/.installed contracts/out/.built $(ARTIFACTS)/.built
 
 demo: setup
 	$(VM) demo
