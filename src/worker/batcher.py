@@ -193,7 +193,7 @@ class DynamicBatcher(Generic[T, R]):
             return
         try:
             results = self._call(key, live)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure goes to the items' futures
             if len(live) == 1:
                 self._fail(live[0], exc)
                 return
@@ -211,7 +211,7 @@ class DynamicBatcher(Generic[T, R]):
     def _run_alone(self, key: str, pending: _Pending[T, R]) -> None:
         try:
             (result,) = self._call(key, [pending])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the item's own failure, to its future
             self._fail(pending, exc)
         else:
             self._succeed(pending, result)

@@ -10,6 +10,7 @@ re-checked) and returns at once.
 from __future__ import annotations
 
 import fcntl
+import platform
 import shutil
 import sys
 import tempfile
@@ -176,7 +177,22 @@ def _manifest(rec: Recipe, built: BuiltFiles, folder: Path) -> ModelManifest:
         onnx_file=built.onnx_file,
         metrics=dict(built.metrics),
         notes=built.notes,
+        environment=_environment(),
     )
+
+
+def _environment() -> dict[str, str]:
+    import numpy
+    import onnx
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "onnx": onnx.__version__,
+        "machine": platform.machine(),
+    }
 
 
 def _swap_in(staging: Path, model_dir: Path) -> None:

@@ -167,6 +167,8 @@ class ModelManifest:
     onnx_file: str | None
     metrics: Mapping[str, float] = field(default_factory=dict)
     notes: str = ""
+    #: Library versions the build ran with (informational, not hashed).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def chain_segments(self) -> list[tuple[bytes, bytes, str]]:
         """The segments as the (segmentHash, vkHash, verifier) tuples registerModel takes."""
@@ -197,6 +199,7 @@ class ModelManifest:
             "onnx_file": self.onnx_file,
             "metrics": dict(sorted(self.metrics.items())),
             "notes": self.notes,
+            "environment": dict(sorted(self.environment.items())),
         }
 
     @classmethod
@@ -218,6 +221,7 @@ class ModelManifest:
             onnx_file=data.get("onnx_file"),
             metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
             notes=str(data.get("notes", "")),
+            environment={str(k): str(v) for k, v in data.get("environment", {}).items()},
         )
 
     def write(self, model_dir: Path) -> None:

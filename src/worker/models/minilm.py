@@ -220,7 +220,7 @@ def build(name: str, staging: Path, log: Callable[[str], None]) -> BuiltFiles:
             },
         )
         atomic_write_bytes(staging / "model.onnx", graph)
-    except Exception as exc:  # export is a convenience: the torch weights are canonical
+    except Exception as exc:  # noqa: BLE001 - ONNX is a convenience; torch weights are canonical
         onnx_file = None
         notes = f"whole-model ONNX export failed: {type(exc).__name__}: {exc}"
         log(f"{name}: {notes}")

@@ -105,6 +105,10 @@ def load_model(out_dir: Path, name: str, device: str | torch.device | None = Non
         if cached is not None and _current_model_id(model_dir) == cached.manifest.model_id:
             return cached
         manifest = verify_model_dir(model_dir, rec)
+        if dev.type == "cuda":
+            # Canonical inference: no autotuned (possibly non-deterministic) conv algorithms.
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
         module = rec.load_module(model_dir, manifest.weights_files).double().to(dev).eval()
         for param in module.parameters():
             param.requires_grad_(False)
