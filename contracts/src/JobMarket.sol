@@ -71,19 +71,20 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- state
 
+    /// @notice Number of jobs submitted; the last job id (ids start at 1).
+    /// @dev Packed with `_totalEscrow`: a submit writes both in one slot, and the slot never
+    ///      returns to zero (which would make the next submit pay for a fresh slot).
+    uint128 internal _jobCount;
+
+    /// @notice Sum of the escrow (maxFee) of all non-terminal jobs, in wei.
+    uint128 internal _totalEscrow;
+
     /// @inheritdoc IJobMarket
     address public treasury;
 
     /// @inheritdoc IJobMarket
     /// @dev Snapshot into each job at submit; changing it does not touch existing jobs.
     uint16 public feeBps;
-
-    /// @notice Number of jobs submitted; the last job id (ids start at 1).
-    /// @dev Packed with `_totalEscrow`: a submit writes both in one slot.
-    uint64 internal _jobCount;
-
-    /// @notice Sum of the escrow (maxFee) of all non-terminal jobs, in wei.
-    uint192 internal _totalEscrow;
 
     /// @inheritdoc IJobMarket
     mapping(address account => uint256 amount) public withdrawable;
@@ -403,7 +404,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         uint256 expectedValue = request.vaultAgent == address(0) ? request.maxFee : 0;
         if (msg.value != expectedValue) revert ValueMismatch(expectedValue, msg.value);
 
-        uint64 newCount = _jobCount + 1;
+        uint128 newCount = _jobCount + 1;
         jobId = newCount;
         bool fromVault = _createJob(jobId, request, feeBps);
         _jobCount = newCount;
@@ -432,8 +433,8 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
             else fromValue += request.maxFee;
         }
         if (msg.value != fromValue) revert ValueMismatch(fromValue, msg.value);
-        _jobCount = SafeCast.toUint64(count + requests.length);
-        _totalEscrow += SafeCast.toUint192(fromValue + fromVaults);
+        _jobCount = SafeCast.toUint128(count + requests.length);
+        _totalEscrow += SafeCast.toUint128(fromValue + fromVaults);
 
         if (fromVaults != 0) {
             uint256 balanceBefore = address(this).balance;
@@ -485,7 +486,9 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
 
     /// @inheritdoc IJobMarket
     /// @dev Claimer only, until the deadline (inclusive). Starts the challenge window, then
-    ///      calls the consumer (see `_callback`).
+    ///      calls the consumer (see `_callback`). Deliberately not nonReentrant: a consumer may
+    ///      submit a follow-up job from its callback, and every state change is written before
+    ///      the call, so a re-entered function sees the job as Committed.
     function commitResult(uint256 jobId, bytes32 resultHash, bytes calldata output, string calldata outputURI)
         external
     {

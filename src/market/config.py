@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = 5.0
     device: str | None = None
     warm_models: str = ""
+    torch_threads: int = 1
     # --- market API (`verimarket api`) ---
     api_host: str = "127.0.0.1"
     api_port: int = 8000

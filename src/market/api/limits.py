@@ -20,20 +20,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 UNLIMITED_PATHS = frozenset({"/health", "/metrics"})
 
 
-async def send_error(send: Send, status: int, detail: str,
-                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+async def send_error(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimitMiddleware:
     """Refuse request bodies over a limit chosen by path prefix (the first that matches)."""
 
-    def __init__(self, app: ASGIApp, default_limit: int,
-                 limits: Sequence[tuple[str, int]] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, default_limit: int, limits: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self.app = app
         self.default_limit = default_limit
         self.limits = tuple(limits)
@@ -51,8 +61,9 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope["path"])
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await send_error(send, 413, f"request body of {int(value)} bytes is over the "
-                                            f"{limit}-byte limit")
+                await send_error(
+                    send, 413, f"request body of {int(value)} bytes is over the {limit}-byte limit"
+                )
                 return
         received = 0
 
@@ -111,8 +122,13 @@ class RateLimitMiddleware:
         wait = self.buckets.take(client[0] if client else "unknown")
         if wait > 0:
             retry = max(1, math.ceil(wait)) if math.isfinite(wait) else 3600
-            await send_error(send, 429, f"rate limit: {self.buckets.rate:g} requests/s "
-                                        f"(burst {self.buckets.burst}) per client; retry in "
-                                        f"{retry} s", [(b"retry-after", str(retry).encode())])
+            await send_error(
+                send,
+                429,
+                f"rate limit: {self.buckets.rate:g} requests/s "
+                f"(burst {self.buckets.burst}) per client; retry in "
+                f"{retry} s",
+                [(b"retry-after", str(retry).encode())],
+            )
             return
         await self.app(scope, receive, send)

@@ -17,15 +17,19 @@ from datetime import UTC, datetime
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_keys.exceptions import BadSignature
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.exceptions import ValidationError
 
 from market.errors import VerimarketError
 
 #: How far a client's clock may run ahead of ours when it says when it issued a message.
 CLOCK_SKEW_S = 60
 
-_HEADER = re.compile(r"^(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://)?(?P<domain>\S+) wants you to "
-                     r"sign in with your Ethereum account:$")
+_HEADER = re.compile(
+    r"^(?:(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://)?(?P<domain>\S+) wants you to "
+    r"sign in with your Ethereum account:$"
+)
 _FIELDS = {
     "URI": "uri",
     "Version": "version",
@@ -81,13 +85,21 @@ class SiweMessage:
 
     def to_text(self) -> str:
         prefix = f"{self.scheme}://" if self.scheme else ""
-        lines = [f"{prefix}{self.domain} wants you to sign in with your Ethereum account:",
-                 self.address, ""]
+        lines = [
+            f"{prefix}{self.domain} wants you to sign in with your Ethereum account:",
+            self.address,
+            "",
+        ]
         if self.statement is not None:
             lines.append(self.statement)
-        lines += ["", f"URI: {self.uri}", f"Version: {self.version}",
-                  f"Chain ID: {self.chain_id}", f"Nonce: {self.nonce}",
-                  f"Issued At: {self.issued_at}"]
+        lines += [
+            "",
+            f"URI: {self.uri}",
+            f"Version: {self.version}",
+            f"Chain ID: {self.chain_id}",
+            f"Nonce: {self.nonce}",
+            f"Issued At: {self.issued_at}",
+        ]
         if self.expiration_time is not None:
             lines.append(f"Expiration Time: {self.expiration_time}")
         if self.not_before is not None:
@@ -110,8 +122,10 @@ class SiweMessage:
             raise AuthError("malformed sign-in message: the first line is not an EIP-4361 header")
         address = lines[1]
         if not is_address(address) or not address.startswith("0x"):
-            raise AuthError(f"malformed sign-in message: {address!r} is not an address "
-                            "(0x + 40 hex digits, EIP-55 checksummed when mixed case)")
+            raise AuthError(
+                f"malformed sign-in message: {address!r} is not an address "
+                "(0x + 40 hex digits, EIP-55 checksummed when mixed case)"
+            )
         if lines[2] != "":
             raise AuthError("malformed sign-in message: a blank line must follow the address")
         i, statement = 3, None
@@ -121,10 +135,10 @@ class SiweMessage:
             raise AuthError("malformed sign-in message: a blank line must precede 'URI:'")
         values: dict[str, str] = {}
         resources: list[str] = []
-        rest = lines[i + 1:]
+        rest = lines[i + 1 :]
         for j, line in enumerate(rest):
             if line == "Resources:":
-                for r in rest[j + 1:]:
+                for r in rest[j + 1 :]:
                     if not r.startswith("- "):
                         raise AuthError(f"malformed sign-in message: bad resource line {r!r}")
                     resources.append(r[2:])
@@ -145,12 +159,19 @@ class SiweMessage:
         if not _NONCE.match(values["nonce"]):
             raise AuthError("malformed sign-in message: the nonce must be 8+ letters or digits")
         return cls(
-            domain=header["domain"], address=to_checksum_address(address), uri=values["uri"],
-            chain_id=int(values["chain_id"]), nonce=values["nonce"],
-            issued_at=values["issued_at"], expiration_time=values.get("expiration_time"),
-            statement=statement, version=values["version"],
-            not_before=values.get("not_before"), request_id=values.get("request_id"),
-            resources=tuple(resources), scheme=header["scheme"],
+            domain=header["domain"],
+            address=to_checksum_address(address),
+            uri=values["uri"],
+            chain_id=int(values["chain_id"]),
+            nonce=values["nonce"],
+            issued_at=values["issued_at"],
+            expiration_time=values.get("expiration_time"),
+            statement=statement,
+            version=values["version"],
+            not_before=values.get("not_before"),
+            request_id=values.get("request_id"),
+            resources=tuple(resources),
+            scheme=header["scheme"],
         )
 
 
@@ -188,8 +209,10 @@ class NonceStore:
                 raise AuthError(f"nonce {nonce} was already used: replay refused")
             expires = self._issued.pop(nonce, None)
             if expires is None:
-                raise AuthError(f"nonce {nonce} was not issued by this server (or has been "
-                                "forgotten): ask GET /auth/nonce for a fresh one")
+                raise AuthError(
+                    f"nonce {nonce} was not issued by this server (or has been "
+                    "forgotten): ask GET /auth/nonce for a fresh one"
+                )
             self._used[nonce] = expires
             if expires <= now:
                 raise AuthError(f"nonce {nonce} expired at {rfc3339(expires)}: ask for a new one")
@@ -204,8 +227,11 @@ class NonceStore:
 
 @dataclass(frozen=True)
 class SignIn:
+    """Who signed in, on which chain, and until when their message stays valid."""
+
     address: str
     chain_id: int
+    expires_at: float
 
 
 def recover_signer(message: str, signature: str) -> str:
@@ -214,12 +240,19 @@ def recover_signer(message: str, signature: str) -> str:
         if len(sig) != 65:
             raise ValueError("length")
         return str(Account.recover_message(encode_defunct(text=message), signature=sig))
-    except Exception:  # eth_account raises several types for bad signatures
+    except (ValueError, TypeError, BadSignature, ValidationError):
         raise AuthError("malformed signature: expected 65 bytes as 0x-hex (r, s, v)") from None
 
 
-def verify_sign_in(text: str, signature: str, *, domain: str, chain_id: int,
-                   nonces: NonceStore, now: float | None = None) -> SignIn:
+def verify_sign_in(
+    text: str,
+    signature: str,
+    *,
+    domain: str,
+    chain_id: int,
+    nonces: NonceStore,
+    now: float | None = None,
+) -> SignIn:
     """Check a signed EIP-4361 message; returns who signed in or raises AuthError.
 
     The nonce is consumed only once everything else holds, so a refused attempt cannot burn
@@ -230,8 +263,9 @@ def verify_sign_in(text: str, signature: str, *, domain: str, chain_id: int,
     if msg.domain != domain:
         raise AuthError(f"message is for domain {msg.domain!r}, this server is {domain!r}")
     if msg.chain_id != chain_id:
-        raise AuthError(f"message names chain id {msg.chain_id}, this server serves chain "
-                        f"{chain_id}")
+        raise AuthError(
+            f"message names chain id {msg.chain_id}, this server serves chain {chain_id}"
+        )
     signer = recover_signer(text, signature)
     if signer != msg.address:
         raise AuthError(f"signature is by {signer}, not by the message's address {msg.address}")
@@ -246,4 +280,4 @@ def verify_sign_in(text: str, signature: str, *, domain: str, chain_id: int,
     if msg.not_before is not None and parse_time(msg.not_before, "Not Before") > now:
         raise AuthError(f"message is not valid before {msg.not_before}")
     nonces.consume(msg.nonce, now)
-    return SignIn(msg.address, msg.chain_id)
+    return SignIn(msg.address, msg.chain_id, expires)

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from eth_utils import is_checksum_address
+from eth_utils.address import is_checksum_address
 
 from market.api.siwe import AuthError, rfc3339
 
@@ -44,8 +44,9 @@ class TokenSigner:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
-    def issue(self, address: str, chain_id: int, not_after: float | None = None,
-              now: float | None = None) -> Identity:
+    def issue(
+        self, address: str, chain_id: int, not_after: float | None = None, now: float | None = None
+    ) -> Identity:
         """A token for ``address``; it lives ``ttl_s`` at most, and never past ``not_after``."""
         now = time.time() if now is None else now
         exp = int(now + self.ttl_s)
@@ -54,9 +55,15 @@ class TokenSigner:
         return Identity(address, chain_id, exp)
 
     def encode(self, ident: Identity) -> str:
-        payload = json.dumps({"sub": ident.address, "cid": ident.chain_id,
-                              "exp": ident.expires_at, "jti": secrets.token_hex(8)},
-                             separators=(",", ":")).encode()
+        payload = json.dumps(
+            {
+                "sub": ident.address,
+                "cid": ident.chain_id,
+                "exp": ident.expires_at,
+                "jti": secrets.token_hex(8),
+            },
+            separators=(",", ":"),
+        ).encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def verify(self, token: str, chain_id: int, now: float | None = None) -> Identity:
@@ -69,8 +76,9 @@ class TokenSigner:
         except (ValueError, TypeError):
             raise AuthError("malformed session token") from None
         if not good:
-            raise AuthError("session token signature is invalid (forged, or issued by "
-                            "another server)")
+            raise AuthError(
+                "session token signature is invalid (forged, or issued by another server)"
+            )
         try:
             doc = json.loads(payload)
             ident = Identity(str(doc["sub"]), int(doc["cid"]), int(doc["exp"]))
@@ -81,6 +89,5 @@ class TokenSigner:
         if ident.chain_id != chain_id:
             raise AuthError(f"session token is for chain {ident.chain_id}, not {chain_id}")
         if ident.expires_at <= now:
-            raise AuthError(f"session token expired at {rfc3339(ident.expires_at)}: sign in "
-                            "again")
+            raise AuthError(f"session token expired at {rfc3339(ident.expires_at)}: sign in again")
         return ident
