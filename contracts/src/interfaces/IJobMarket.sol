@@ -86,10 +86,19 @@ interface IJobMarket {
         bool fromVault
     );
     event JobClaimed(uint256 indexed jobId, address indexed node, uint256 price, uint256 collateral);
-    event ResultCommitted(uint256 indexed jobId, address indexed node, bytes32 resultHash, bytes output, string outputURI, uint256 windowEnd);
+    event ResultCommitted(
+        uint256 indexed jobId,
+        address indexed node,
+        bytes32 resultHash,
+        bytes output,
+        string outputURI,
+        uint256 windowEnd
+    );
     event CallbackFailed(uint256 indexed jobId, address indexed callback);
     event JobFinalized(uint256 indexed jobId, address indexed node, uint256 nodePayout, uint256 fee, uint256 refund);
-    event JobExpired(uint256 indexed jobId, uint256 refund, uint256 slashed, uint256 compensation, address indexed caller);
+    event JobExpired(
+        uint256 indexed jobId, uint256 refund, uint256 slashed, uint256 compensation, address indexed caller
+    );
     event JobCancelled(uint256 indexed jobId, uint256 refund);
     event Withdrawal(address indexed account, uint256 amount);
     event FeeSet(uint256 feeBps);

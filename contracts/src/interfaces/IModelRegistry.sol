@@ -31,7 +31,12 @@ interface IModelRegistry {
 
     /// @notice `owner` registered `modelId` with `segmentCount` segments.
     event ModelRegistered(
-        bytes32 indexed modelId, address indexed owner, bytes32 artifactsHash, uint8 outputScale, uint256 segmentCount, string metadataURI
+        bytes32 indexed modelId,
+        address indexed owner,
+        bytes32 artifactsHash,
+        uint8 outputScale,
+        uint256 segmentCount,
+        string metadataURI
     );
 
     /// @notice `modelId` is already registered (models are immutable).
@@ -53,9 +58,12 @@ interface IModelRegistry {
 
     /// @notice Registers a model; anyone may, and nobody can change it afterwards.
     ///         modelId = keccak256(abi.encode(artifactsHash, outputScale, segments)).
-    function registerModel(bytes32 artifactsHash, uint8 outputScale, string calldata metadataURI, Segment[] calldata segments)
-        external
-        returns (bytes32 modelId);
+    function registerModel(
+        bytes32 artifactsHash,
+        uint8 outputScale,
+        string calldata metadataURI,
+        Segment[] calldata segments
+    ) external returns (bytes32 modelId);
     /// @notice The id `registerModel` would give these artefacts.
     function computeModelId(bytes32 artifactsHash, uint8 outputScale, Segment[] calldata segments)
         external

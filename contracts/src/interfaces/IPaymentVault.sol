@@ -41,7 +41,9 @@ interface IPaymentVault {
     /// @notice `from` added `amount` wei to `agent`'s account, now holding `balance`.
     event Deposited(address indexed agent, address indexed from, uint256 amount, uint256 balance);
     /// @notice `agent`'s policy changed.
-    event PolicySet(address indexed agent, uint256 maxFeePerJob, uint256 budgetPerPeriod, uint256 periodLength, bool anyModel);
+    event PolicySet(
+        address indexed agent, uint256 maxFeePerJob, uint256 budgetPerPeriod, uint256 periodLength, bool anyModel
+    );
     /// @notice `modelId` was added to (`allowed`) or removed from `agent`'s allow list.
     event ModelAllowed(address indexed agent, bytes32 indexed modelId, bool allowed);
     /// @notice `spender` may (`allowed`) or may no longer submit jobs paid by `agent`'s account.
@@ -96,9 +98,12 @@ interface IPaymentVault {
 
     // ---------------------------------------------------------------- funder
     /// @notice Opens `agent`'s account with msg.value, funded and administered by msg.sender.
-    function openAccount(address agent, Policy calldata policy, bytes32[] calldata allowedModels, address[] calldata spenders)
-        external
-        payable;
+    function openAccount(
+        address agent,
+        Policy calldata policy,
+        bytes32[] calldata allowedModels,
+        address[] calldata spenders
+    ) external payable;
     /// @notice Adds msg.value to `agent`'s account (anyone may; it belongs to the account).
     function deposit(address agent) external payable;
     /// @notice Replaces `agent`'s policy (funder only).
