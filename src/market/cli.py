@@ -26,6 +26,10 @@ node_app = typer.Typer(no_args_is_help=True, help="Operate a node: register, run
 app.add_typer(models_app, name="models")
 app.add_typer(node_app, name="node")
 
+from market.cli_api import register as register_api  # noqa: E402
+
+register_api(app)
+
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])

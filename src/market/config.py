@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     device: str | None = None
     warm_models: str = ""
     torch_threads: int = 1
+    #: seconds a claimed job may go unfinished before the node re-queues its task
+    task_lease_s: float = 30.0
     # --- market API (`verimarket api`) ---
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     #: Per-client token bucket: sustained requests per second and burst size.
     api_rate_per_s: float = 20.0
     api_rate_burst: int = 100
+    #: How long GET /stats may serve a computed answer (seconds; 0: compute every time).
+    api_stats_ttl_s: float = 5.0
     #: Largest blob the store and the API accept.
     blob_max_bytes: int = 16 << 20
 

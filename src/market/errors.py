@@ -57,10 +57,18 @@ class TransactionFailed(ChainError):
 class ContractRevert(ChainError):
     """A contract call reverted with a custom error; ``name`` and ``args`` keep its fields."""
 
-    def __init__(self, name: str, args: dict[str, object], contract: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: dict[str, object],
+        contract: str | None = None,
+        data: bytes | None = None,
+    ) -> None:
         self.name = name
         self.args_by_name = args
         self.contract = contract
+        #: the raw revert data, so the error can be stored and decoded again later
+        self.data = data
         shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
         where = f"{contract}: " if contract else ""
         super().__init__(f"{where}{name}({shown})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,6 +75,23 @@ class NodeService:
             for job_id in self.store.ids_in(state, limit=100_000):
                 self.enqueue(job_id)
 
+    def sweep(self) -> int:
+        """Re-queue claimed jobs no worker has finished within the lease (a lost task, a
+        killed worker, a restarted broker). Inference is idempotent, so a duplicate is safe."""
+        cutoff = time.time() - self.settings.task_lease_s
+        again = [
+            j.job_id
+            for state in (NodeJobState.CLAIMED, NodeJobState.RUNNING)
+            for j in self.store.jobs_in(state, limit=10_000)
+            if max(j.claimed_at or 0, j.started_at or 0, j.updated_at or 0) < cutoff
+        ]
+        for job_id in again:
+            self.enqueue(job_id)
+        if again:
+            self.store.stamp(again, updated_at=time.time())
+            log.info("re-queued %d jobs past their lease", len(again))
+        return 0  # never counts as work: the sweeper runs on its interval
+
     def _loop(self, body: Callable[[], object], interval: float, name: str) -> None:
         while not self._stop.is_set():
             try:
@@ -86,6 +104,7 @@ class NodeService:
 
     def start(self) -> None:
         for body, interval, name in (
+            (self.sweep, self.settings.task_lease_s / 4, "sweeper"),
             (self.poller.poll, self.poll_interval, "poller"),
             (self.committer.commit_ready, self.commit_interval, "committer"),
         ):

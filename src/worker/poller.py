@@ -21,12 +21,24 @@ from eth_utils.crypto import keccak
 from market.chain.events import Event, LogReader, topic_of
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
-from market.chain.types import JobStatus, VerificationMode
+from market.chain.types import VerificationMode
+from market.errors import ContractRevert
+from worker.chainwork import BatchKind, ChainWork
 from worker.store import NodeJob, NodeJobState, NodeStore
 
 log = logging.getLogger(__name__)
 S = NodeJobState
 CURSOR = "poller"
+CLAIM = BatchKind(
+    name="claim",
+    waiting=S.SEEN,
+    in_flight=S.CLAIMING,
+    done=S.CLAIMED,
+    give_up=S.LOST,
+    permanent=frozenset(
+        {"InvalidJobStatus", "DeadlinePassed", "PriceAboveMaxFee", "ModelNotServed", "JobNotFound"}
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -70,20 +82,19 @@ class Poller:
             topics=[topic_of("JobMarket", "JobSubmitted")],
         )
         self.start_block = market.deployment.start_block if start_block is None else start_block
+        self.claims = ChainWork(
+            store,
+            txm,
+            market.deployment.job_market,
+            CLAIM,
+            self._claim_calldata,
+            confirmed=self._claimed,
+            reconcile=self._reconcile,
+        )
 
     def recover(self) -> None:
-        """After a restart: settle jobs left 'claiming' from what the chain says."""
-        me = self.market.client.address
-        for job in self.store.jobs_in(S.CLAIMING, limit=100_000):
-            onchain = self.market.job(job.job_id)
-            if onchain.node == me:
-                self.store.transition([job.job_id], S.CLAIMING, S.CLAIMED, claimed_at=time.time())
-            elif onchain.status == JobStatus.OPEN:
-                self.store.transition([job.job_id], S.CLAIMING, S.SEEN)
-            else:
-                self.store.transition(
-                    [job.job_id], S.CLAIMING, S.LOST, error=f"claimed by {onchain.node}"
-                )
+        """After a restart: settle claim batches whose transaction ended while we were down."""
+        self.claims.resolve()
 
     # ------------------------------------------------------------------ one round
     def poll(self) -> int:
@@ -102,32 +113,36 @@ class Poller:
         return self.store.add_seen(jobs, (CURSOR, head))
 
     def claim_pending(self) -> int:
-        ids = self.store.ids_in(S.SEEN, limit=self.config.claim_batch)
-        ids = self.store.transition(ids, S.SEEN, S.CLAIMING)
-        claimed = 0
-        while ids:
-            fn = self.market.jobs.functions.claimJobs(ids)
-            res = self.txm.send(
-                self.market.deployment.job_market,
-                bytes.fromhex(fn._encode_transaction_data()[2:]),
-                purpose="claim",
-                key=f"claim:{ids[0]}-{ids[-1]}:{len(ids)}:{time.time_ns()}",
-            )
-            if res.ok:
-                got = self.store.transition(ids, S.CLAIMING, S.CLAIMED, claimed_at=time.time())
-                for job_id in got:
-                    self.enqueue(job_id)
-                claimed += len(got)
-                break
-            bad = res.revert.args_by_name.get("jobId") if res.revert else None
-            if isinstance(bad, int) and bad in ids:
-                self.store.transition([bad], S.CLAIMING, S.LOST, error=str(res.revert))
-                ids = [i for i in ids if i != bad]
-                continue
-            log.warning("claim of %s failed: %s", ids, res.error)
-            self.store.transition(ids, S.CLAIMING, S.LOST, error=res.error)
-            break
-        return claimed
+        """Claim seen jobs in one batch; jobs whose deadline came too close are given up."""
+        moved = self.claims.resolve()
+        seen = self.store.jobs_in(S.SEEN, limit=self.config.claim_batch)
+        if not seen:
+            return moved
+        now = self.market.client.now()
+        late = [j.job_id for j in seen if j.deadline - now < self.config.min_time_left_s]
+        self.store.transition(late, S.SEEN, S.LOST, error="deadline too close to run the job")
+        tx_id = self.claims.start([j.job_id for j in seen if j.job_id not in set(late)])
+        if tx_id is not None:
+            self.claims.drive(tx_id)
+            moved += self.claims.resolve()
+        return moved
+
+    def _claim_calldata(self, jobs: list[NodeJob]) -> bytes:
+        fn = self.market.jobs.functions.claimJobs([j.job_id for j in jobs])
+        return bytes.fromhex(fn._encode_transaction_data()[2:])
+
+    def _claimed(self, ids: list[int]) -> None:
+        self.store.stamp(ids, claimed_at=time.time())
+        for job_id in ids:
+            self.enqueue(job_id)
+
+    def _reconcile(self, job_id: int, revert: ContractRevert) -> NodeJobState | None:
+        """A claim refused because the job is already claimed — by us — succeeded earlier."""
+        if revert.name == "InvalidJobStatus":
+            onchain = self.market.job(job_id)
+            if onchain.node == self.market.client.address:
+                return S.CLAIMED
+        return None
 
     # ------------------------------------------------------------------ checks
     def _evaluate(self, ev: Event, now: int) -> NodeJob:

@@ -75,6 +75,8 @@ class NodeJob(Base):
     result_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     output: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     output_uri: Mapped[str] = mapped_column(String(200), default="")
+    #: the claim or commit transaction (chain_transactions.id) the job waits on
+    tx_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     seen_at: Mapped[float] = mapped_column(Float, default=time.time)
     claimed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -98,7 +100,10 @@ class NodeStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
         Base.metadata.create_all(
-            self.engine, tables=[Base.metadata.tables[t] for t in ("node_jobs", "node_cursors", "chain_transactions")]
+            self.engine,
+            tables=[
+                Base.metadata.tables[t] for t in ("node_jobs", "node_cursors", "chain_transactions")
+            ],
         )
         self.sessions: sessionmaker[Session] = make_sessions(self.engine)
 
@@ -160,6 +165,25 @@ class NodeStore:
                 .returning(NodeJob.job_id)
             )
             return sorted(int(r[0]) for r in res)
+
+    def stamp(self, job_ids: Sequence[int], **values: Any) -> None:
+        """Set plain columns (timestamps) on jobs, whatever their state."""
+        if job_ids:
+            with self.sessions.begin() as s:
+                s.execute(update(NodeJob).where(NodeJob.job_id.in_(list(job_ids))).values(**values))
+
+    def waiting_on_tx(self, state: NodeJobState) -> dict[int, list[int]]:
+        """Jobs in ``state`` grouped by the transaction they wait on."""
+        with self.sessions() as s:
+            rows = s.execute(
+                select(NodeJob.tx_id, NodeJob.job_id)
+                .where(NodeJob.state == state)
+                .order_by(NodeJob.job_id)
+            )
+            out: dict[int, list[int]] = {}
+            for tx_id, job_id in rows:
+                out.setdefault(int(tx_id) if tx_id is not None else -1, []).append(int(job_id))
+            return out
 
     def counts(self) -> dict[str, int]:
         from sqlalchemy import func

@@ -75,12 +75,14 @@ def decode_revert(data: bytes) -> ContractRevert | None:
     selector, body = data[:4], data[4:]
     if selector == _ERROR_STRING:
         (message,) = abi_decode(["string"], body)
-        return ContractRevert("Error", {"message": message})
+        return ContractRevert("Error", {"message": message}, data=data)
     if selector == _PANIC:
         (code,) = abi_decode(["uint256"], body)
-        return ContractRevert("Panic", {"code": hex(code)})
+        return ContractRevert("Panic", {"code": hex(code)}, data=data)
     spec = error_table().get(selector)
     if spec is None:
         return None
     values = abi_decode(list(spec.types), body) if spec.types else ()
-    return ContractRevert(spec.name, dict(zip(spec.names, values, strict=True)), spec.contract)
+    return ContractRevert(
+        spec.name, dict(zip(spec.names, values, strict=True)), spec.contract, data=data
+    )

@@ -33,6 +33,7 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, Wei
 
+from market.chain.artifacts import decode_revert
 from market.chain.client import ChainClient, revert_from_exception
 from market.db.txstore import ChainTx, TxState
 from market.errors import ChainError, ContractRevert
@@ -91,7 +92,6 @@ class TxManager:
         self.sessions = sessions
         self.gas = gas or GasPolicy()
         self._lock = threading.RLock()
-        self._reverts: dict[int, ContractRevert] = {}
 
     # ------------------------------------------------------------------ public
     def enqueue(
@@ -103,32 +103,51 @@ class TxManager:
         key: str | None = None,
         purpose: str = "",
         gas_limit: int | None = None,
+        session: Session | None = None,
     ) -> int:
-        """Record a transaction to send; returns its id. Idempotent on ``key``."""
+        """Record a transaction to send; returns its id. Idempotent on ``key``.
+
+        With ``session`` the row is added to the caller's transaction (so the caller can
+        record, atomically, which of its own rows wait on this transaction).
+        """
+        if session is not None:
+            return self._add(session, to, data, value, key, purpose, gas_limit)
         with self.sessions.begin() as s:
-            if key is not None:
-                existing = s.scalar(
-                    select(ChainTx.id).where(
-                        ChainTx.sender == self.sender, ChainTx.idempotency_key == key
-                    )
+            return self._add(s, to, data, value, key, purpose, gas_limit)
+
+    def _add(
+        self,
+        s: Session,
+        to: str,
+        data: bytes,
+        value: int,
+        key: str | None,
+        purpose: str,
+        gas_limit: int | None,
+    ) -> int:
+        if key is not None:
+            existing = s.scalar(
+                select(ChainTx.id).where(
+                    ChainTx.sender == self.sender, ChainTx.idempotency_key == key
                 )
-                if existing is not None:
-                    return int(existing)
-            row = ChainTx(
-                chain_id=self.client.chain_id,
-                sender=self.sender,
-                idempotency_key=key,
-                purpose=purpose,
-                to_address=Web3.to_checksum_address(to),
-                data=data,
-                value=str(value),
-                gas_limit=gas_limit,
-                state=TxState.UNSTARTED,
-                all_hashes=[],
             )
-            s.add(row)
-            s.flush()
-            return int(row.id)
+            if existing is not None:
+                return int(existing)
+        row = ChainTx(
+            chain_id=self.client.chain_id,
+            sender=self.sender,
+            idempotency_key=key,
+            purpose=purpose,
+            to_address=Web3.to_checksum_address(to),
+            data=data,
+            value=str(value),
+            gas_limit=gas_limit,
+            state=TxState.UNSTARTED,
+            all_hashes=[],
+        )
+        s.add(row)
+        s.flush()
+        return int(row.id)
 
     def step(self) -> bool:
         """Advance the oldest work by one move. Returns True when something changed."""
@@ -174,7 +193,7 @@ class TxManager:
                 row.block_number,
                 row.gas_used,
                 row.error,
-                self._reverts.get(row.id),
+                decode_revert(bytes.fromhex(row.revert_data[2:])) if row.revert_data else None,
             )
 
     def wait(self, tx_id: int, timeout: float = 120.0, poll: float = 0.02) -> TxResult:
@@ -329,8 +348,8 @@ class TxManager:
     def _fail(self, s: Session, row: ChainTx, error: str, revert: ContractRevert | None) -> None:
         row.state = TxState.FAILED
         row.error = error
-        if revert is not None:
-            self._reverts[row.id] = revert
+        if revert is not None and revert.data is not None:
+            row.revert_data = "0x" + revert.data.hex()
         s.commit()
 
     def _next_nonce(self, s: Session) -> int:

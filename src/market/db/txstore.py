@@ -71,6 +71,8 @@ class ChainTx(Base):
     block_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     gas_used: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: raw revert data (0x-hex) of a failed call, decoded again on read
+    revert_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float, default=time.time, onupdate=time.time)
