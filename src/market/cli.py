@@ -26,10 +26,6 @@ node_app = typer.Typer(no_args_is_help=True, help="Operate a node: register, run
 app.add_typer(models_app, name="models")
 app.add_typer(node_app, name="node")
 
-from market.cli_api import register as register_api  # noqa: E402
-
-register_api(app)
-
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -396,6 +392,14 @@ def demo(
     if summary.jobs_settled != summary.jobs_submitted or not summary.reconciled:
         raise typer.Exit(1)
 
+
+def _register_subcommands() -> None:
+    from market.cli_api import register as register_api
+
+    register_api(app)
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     app()
