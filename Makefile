@@ -62,7 +62,7 @@ test-python: setup
 
 test-long: setup
 	cd contracts && FOUNDRY_PROFILE=long ../$(FORGE) test
-	$(PY) -m pytest -m long
+	$(PY) -m pytest -m long -o addopts=""
 
 lint: .venv/.installed
 	.venv/bin/ruff check src tests

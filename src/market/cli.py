@@ -236,7 +236,7 @@ def settle(
 
     s = get_settings()
     dep = _load_deployment(deployment)
-    client = ChainClient(dep.rpc_url, _key(key, "settling"))
+    client = ChainClient(dep.rpc_url, _key(key, "settling"), timeout=s.rpc_timeout_s)
     s.data.mkdir(parents=True, exist_ok=True)
     engine = make_engine(s.database_url or f"sqlite:///{s.data / 'settler.sqlite'}")
     Base.metadata.create_all(engine, tables=[Base.metadata.tables[ChainTx.__tablename__]])

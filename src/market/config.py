@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     torch_threads: int = 1
     #: seconds a claimed job may go unfinished before the node re-queues its task
     task_lease_s: float = 30.0
+    #: seconds before an RPC request is given up (then retried by the caller's loop)
+    rpc_timeout_s: float = 30.0
+    #: seconds Redis keeps a delivered, unacknowledged task before delivering it again
+    broker_visibility_s: float = 300.0
     # --- market API (`verimarket api`) ---
     api_host: str = "127.0.0.1"
     api_port: int = 8000

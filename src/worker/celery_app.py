@@ -59,7 +59,10 @@ def make_celery() -> Celery:
             "polling_interval": 0.01,
         }
     else:
-        conf["broker_transport_options"] = {"visibility_timeout": 300, "polling_interval": 0.01}
+        conf["broker_transport_options"] = {
+            "visibility_timeout": s.broker_visibility_s,
+            "polling_interval": 0.01,
+        }
         if s.broker_prefix:
             conf["broker_transport_options"]["global_keyprefix"] = s.broker_prefix
     app.conf.update(conf)

@@ -12,19 +12,40 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 from market.chain.client import ChainClient
 from market.chain.market import Market
 from market.chain.txmanager import GasPolicy, TxManager
 from market.chain.types import Deployment
 from market.config import Settings
-from market.errors import ConfigError
+from market.errors import ChainError, ConfigError
 from worker.committer import Committer
 from worker.poller import Poller, PollerConfig, ServedModel
 from worker.runtime import Runtime
 from worker.store import NodeJobState, NodeStore
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def retrying(fn: Callable[[], T], attempts: int = 20, first_delay: float = 0.2) -> T:
+    """Call ``fn`` until it succeeds, backing off on chain and network errors (a node must
+    start even while its RPC endpoint is flaky); the last error propagates."""
+    delay = first_delay
+    for i in range(attempts):
+        try:
+            return fn()
+        except (ChainError, OSError) as exc:
+            if i == attempts - 1:
+                raise
+            log.warning("retrying after %s", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -41,7 +62,9 @@ class NodeService:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def setup(self) -> None:
-        client = ChainClient(self.deployment.rpc_url, self.private_key)
+        client = ChainClient(
+            self.deployment.rpc_url, self.private_key, timeout=self.settings.rpc_timeout_s
+        )
         self.market = Market(client, self.deployment)
         self.store = NodeStore(self.settings.node_db())
         self.txm = TxManager(client, self.store.sessions, self.gas)
@@ -50,7 +73,7 @@ class NodeService:
         for name in self.models:
             model = runtime.model(name)
             model_id = model.manifest.model_id_bytes
-            price = self.market.price_of(client.address, model_id)
+            price = retrying(partial(self.market.price_of, client.address, model_id))
             if price is None:
                 raise ConfigError(
                     f"node {client.address} does not serve {name} on chain; run "
@@ -63,7 +86,7 @@ class NodeService:
         self.committer = Committer(
             self.market, self.txm, self.store, max_batch=self.settings.batch_max
         )
-        self.recover()
+        retrying(self.recover)
 
     def recover(self) -> None:
         """Finish what a previous run left: pending transactions, half-moved jobs, lost tasks."""

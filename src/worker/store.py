@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, Enum, Float, Integer, LargeBinary, String, Text, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from market.db import Base, make_engine, make_sessions
@@ -99,12 +100,14 @@ class NodeStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        Base.metadata.create_all(
-            self.engine,
-            tables=[
-                Base.metadata.tables[t] for t in ("node_jobs", "node_cursors", "chain_transactions")
-            ],
-        )
+        tables = [Base.metadata.tables[t.__tablename__] for t in (NodeJob, Cursor, ChainTx)]
+        for attempt in range(5):
+            try:
+                Base.metadata.create_all(self.engine, tables=tables)
+                break
+            except OperationalError as exc:  # another process of the node created them first
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
         self.sessions: sessionmaker[Session] = make_sessions(self.engine)
 
     # ------------------------------------------------------------------ cursor

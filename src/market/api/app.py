@@ -17,6 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from market.api.cache import TtlCache
 from market.api.deps import ApiContext
+from market.api.explorer import router as explorer_router
 from market.api.limits import BodyLimitMiddleware, RateLimitMiddleware, TokenBuckets
 from market.api.metrics import ApiMetrics, MetricsMiddleware
 from market.api.queries import index_gauges
@@ -107,6 +108,7 @@ def create_app(
         auth.router,
         health.router,
         metrics.router,
+        explorer_router,
     ):
         app.include_router(router)
 

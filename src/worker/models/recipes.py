@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from worker.llm import artefacts as smollm2
 from worker.models import digits, minilm
 from worker.models.common import OUTPUT_SCALE_BITS, BuiltFiles
 from worker.models.errors import UnknownModel
@@ -92,6 +93,22 @@ RECIPES: dict[str, Recipe] = {
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(RECIPES)
+
+# Generative models: built only when named (build_models(out, ["smollm2"])), served by
+# worker.llm's engine, not load_model. See docs/llm.md.
+RECIPES["smollm2"] = Recipe(
+    name="smollm2",
+    kind="text-generation",
+    version=1,
+    description=smollm2.DESCRIPTION,
+    input=smollm2.SMOLLM2_INPUT,
+    output_shape=smollm2.OUTPUT_SHAPE,
+    build=smollm2.build,
+    load_module=smollm2.load_module,
+    decode_input=smollm2.decode_input,
+    forward=smollm2.forward,
+    output_scale=smollm2.OUTPUT_SCALE_BITS,
+)
 
 
 def recipe(name: str) -> Recipe:
