@@ -10,7 +10,7 @@ CONTRACT_SOURCES := $(shell find contracts/src -name '*.sol' 2>/dev/null)
 
 .PHONY: setup demo test test-python test-contracts test-long contracts abi models lint bench clean
 
-setup: .venv/.installed node_modules/.installed contracts/out/.built $(ARTIFACTS)/.built
+setup: .venv/.installed node_modules/.installed contracts/out/.built $(ARTIFACTS)/.built .venv/.browser
 
 demo: setup
 	$(VM) demo
@@ -25,6 +25,11 @@ test: setup
 	# torch first, pinned: the CPU wheel on disk. A plain `torch` would pull a CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+# Debian's chromium + Playwright (no browser download) for the explorer's browser test.
+.venv/.browser: scripts/install-browser.sh .venv/.installed
+	scripts/install-browser.sh
 	touch $@
 
 # ------------------------------------------------------------------ node toolchain

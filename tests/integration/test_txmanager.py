@@ -146,3 +146,92 @@ def test_reverting_call_fails_with_decoded_error_and_uses_no_nonce(
     assert res.nonce is None
     ok = txm.send(Account.create().address, b"", value=1)
     assert ok.ok and ok.nonce == 0
+
+
+def test_gas_spike_and_dropped_transaction_settle_within_bounded_blocks(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Base fee x10 after signing, then the transaction dropped from the pool: the sender
+    bumps (>= 20 % each time, never above the cap) and re-broadcasts until it is mined."""
+    key = fresh_key(chain)
+    cap = 200 * 10**9
+    txm = manager(chain, key, tmp_path / "tx.sqlite",
+                  GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap))
+    sink = Account.create().address
+    w3 = chain.client(0).w3
+    base = int(w3.eth.get_block("latest")["baseFeePerGas"])
+    start_block = w3.eth.block_number
+    chain.rpc("evm_setAutomine", False)
+    try:
+        tx_id = txm.enqueue(sink, b"", value=5)
+        txm.step()  # signed at today's fees and broadcast
+        chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(base * 10))
+        chain.rpc("evm_mine")  # the spike lands; our transaction no longer pays enough
+        with txm.sessions() as s:
+            first = s.get(ChainTx, tx_id)
+            assert first is not None and first.tx_hash is not None
+            chain.rpc("anvil_dropTransaction", first.tx_hash)  # and the pool forgets it
+        fees = []
+        for _ in range(40):
+            txm.step()
+            chain.rpc("evm_mine")
+            with txm.sessions() as s:
+                row = s.get(ChainTx, tx_id)
+                assert row is not None
+                fees.append(int(row.max_fee_per_gas or 0))
+                if row.state is TxState.CONFIRMED:
+                    break
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    res = txm.wait(tx_id)
+    assert res.ok and chain.client(0).balance(sink) == 5
+    assert w3.eth.get_transaction_count(txm.sender) == 1  # one transaction, never two
+    rises = [b / a for a, b in itertools.pairwise(sorted(set(fees)))]
+    assert all(r >= 1.2 or f == cap for r, f in zip(rises, sorted(set(fees))[1:], strict=True))
+    assert max(fees) <= cap
+    assert len(set(fees)) >= 2  # it had to bump to get in
+    assert res.block_number is not None and res.block_number - start_block <= 25
+
+
+def test_one_hundred_concurrent_settlements_from_one_key(chain: Chain, tmp_path: Path) -> None:
+    """100 finalizations sent at once through one key: gapless nonces, each job settled once."""
+    from eth_utils.crypto import keccak
+
+    from market.chain.types import JobRequest, Segment
+
+    deployer, node, agent = chain.market(0), chain.market(1), chain.market(6)
+    model_id = deployer.register_model(keccak(b"m"), 16, "", [Segment(keccak(b"s"))])
+    node.register_node(50 * 10**18)
+    node.set_model_price(model_id, 10**15)
+    now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
+    data = b"\x01\x00\x00" + (5).to_bytes(8, "big")
+    ids: list[int] = []
+    for _ in range(4):
+        ids += agent.submit_jobs([JobRequest(model_id=model_id, input_hash=keccak(data),
+                                             input=data, max_fee=2 * 10**15,
+                                             deadline=now + 3000)] * 25)
+    node.claim_jobs(ids)
+    for i in range(0, 100, 25):
+        chunk = ids[i:i + 25]
+        node.commit_results(chunk, [keccak(data)] * 25, [data] * 25, [""] * 25)
+    chain.warp(chain.deployment.params.challenge_window + 1)
+
+    txm = manager(chain, fresh_key(chain), tmp_path / "tx.sqlite")
+    results = []
+    lock = threading.Lock()
+
+    def settle(job_id: int) -> None:
+        call = agent.jobs.functions.finalize(job_id)._encode_transaction_data()
+        res = txm.send(chain.deployment.job_market, bytes(HexBytes(call)), key=f"fin-{job_id}")
+        with lock:
+            results.append(res)
+
+    threads = [threading.Thread(target=settle, args=(j,)) for j in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
+    assert sorted(r.nonce for r in results) == list(range(100))
+    assert chain.client(0).w3.eth.get_transaction_count(txm.sender) == 100
+    assert all(agent.job(j).status.name == "SETTLED" for j in ids)
