@@ -155,8 +155,12 @@ def test_gas_spike_and_dropped_transaction_settle_within_bounded_blocks(
     bumps (>= 20 % each time, never above the cap) and re-broadcasts until it is mined."""
     key = fresh_key(chain)
     cap = 200 * 10**9
-    txm = manager(chain, key, tmp_path / "tx.sqlite",
-                  GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap))
+    txm = manager(
+        chain,
+        key,
+        tmp_path / "tx.sqlite",
+        GasPolicy(bump_after_s=0.0, bump_percent=20, fee_cap_wei=cap),
+    )
     sink = Account.create().address
     w3 = chain.client(0).w3
     base = int(w3.eth.get_block("latest")["baseFeePerGas"])
@@ -184,6 +188,7 @@ def test_gas_spike_and_dropped_transaction_settle_within_bounded_blocks(
                 if row.state is TxState.CONFIRMED:
                     break
     finally:
+        chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(base))  # calm the market again
         chain.rpc("evm_setAutomine", True)
     res = txm.wait(tx_id)
     assert res.ok and chain.client(0).balance(sink) == 5
@@ -210,12 +215,21 @@ def test_one_hundred_concurrent_settlements_from_one_key(chain: Chain, tmp_path:
     data = b"\x01\x00\x00" + (5).to_bytes(8, "big")
     ids: list[int] = []
     for _ in range(4):
-        ids += agent.submit_jobs([JobRequest(model_id=model_id, input_hash=keccak(data),
-                                             input=data, max_fee=2 * 10**15,
-                                             deadline=now + 3000)] * 25)
+        ids += agent.submit_jobs(
+            [
+                JobRequest(
+                    model_id=model_id,
+                    input_hash=keccak(data),
+                    input=data,
+                    max_fee=2 * 10**15,
+                    deadline=now + 3000,
+                )
+            ]
+            * 25
+        )
     node.claim_jobs(ids)
     for i in range(0, 100, 25):
-        chunk = ids[i:i + 25]
+        chunk = ids[i : i + 25]
         node.commit_results(chunk, [keccak(data)] * 25, [data] * 25, [""] * 25)
     chain.warp(chain.deployment.params.challenge_window + 1)
 

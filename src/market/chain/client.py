@@ -10,17 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import requests
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from eth_typing import ChecksumAddress
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from market.chain.artifacts import decode_revert, load
@@ -100,6 +101,17 @@ class ChainClient:
             self._clock_offset = offset
         return wall + self._clock_offset
 
+    def base_fee(self) -> int:
+        """The base fee the next block will charge (the pending block's, else the latest's)."""
+        fees = []
+        for tag in ("pending", "latest"):
+            try:
+                block = self.rpc(partial(self.w3.eth.get_block, tag))
+            except Web3RPCError:
+                continue
+            fees.append(int(block.get("baseFeePerGas", 0) or 0))
+        return max(fees, default=0)
+
     def balance(self, address: str) -> int:
         return int(self.rpc(lambda: self.w3.eth.get_balance(Web3.to_checksum_address(address))))
 
@@ -148,7 +160,7 @@ class ChainClient:
         if gas is None:
             gas = int(self._estimate(tx) * GAS_MARGIN) + 30_000
         tx["gas"] = gas
-        base = int(self.rpc(lambda: self.w3.eth.get_block("latest"))["baseFeePerGas"])
+        base = self.base_fee()
         tip = 10**9
         tx["maxPriorityFeePerGas"] = Wei(tip)
         tx["maxFeePerGas"] = Wei(base * 2 + tip)

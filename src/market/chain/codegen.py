@@ -23,6 +23,7 @@ CONTRACTS: tuple[str, ...] = (
     "NodeRegistry",
     "PaymentVault",
     "JobMarket",
+    "ZkVerification",
     "DigitsConsumer",
 )
 

@@ -9,7 +9,8 @@ from market.chain.types import Deployment, MarketParams
 def deploy(
     client: ChainClient, params: MarketParams | None = None, treasury: str | None = None
 ) -> Deployment:
-    """Deploy ModelRegistry, NodeRegistry, PaymentVault and JobMarket, then bind them.
+    """Deploy ModelRegistry, NodeRegistry, PaymentVault, JobMarket and ZkVerification, then
+    bind them.
 
     The deployer key pays; the treasury defaults to the deployer. Returns the deployment
     record (addresses, chain id, the block to start indexing from).
@@ -36,6 +37,16 @@ def deploy(
     )
     client.transact(client.contract("NodeRegistry", nodes).functions.setMarket(market))
     client.transact(client.contract("PaymentVault", vault).functions.setMarket(market))
+    zk, _ = client.deploy(
+        "ZkVerification",
+        market,
+        params.proof_window,
+        params.challenge_delay,
+        params.dispute_window,
+        params.dispute_bond,
+        params.arbitration_period,
+    )
+    client.transact(client.contract("JobMarket", market).functions.setVerification(zk))
     return Deployment(
         chain_id=client.chain_id,
         rpc_url=client.rpc_url,
@@ -47,4 +58,5 @@ def deploy(
         treasury=treasury,
         deployer=client.address,
         params=params,
+        zk_verification=zk,
     )

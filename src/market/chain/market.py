@@ -1,4 +1,4 @@
-"""Typed wrappers over the four protocol contracts, bound to one client and deployment."""
+"""Typed wrappers over the protocol contracts, bound to one client and deployment."""
 
 from __future__ import annotations
 
@@ -10,12 +10,17 @@ from web3.types import TxReceipt
 
 from market.chain.client import ChainClient
 from market.chain.types import (
+    ZERO_ADDRESS,
     Deployment,
+    Dispute,
+    DisputeKind,
     Job,
     JobRequest,
     NodeInfo,
     Policy,
     Segment,
+    ZkJob,
+    ZkParams,
 )
 from market.errors import ChainError
 
@@ -30,6 +35,18 @@ class Market:
         self.nodes = client.contract("NodeRegistry", deployment.node_registry)
         self.vault = client.contract("PaymentVault", deployment.payment_vault)
         self.jobs = client.contract("JobMarket", deployment.job_market)
+        self._zk = (
+            client.contract("ZkVerification", deployment.zk_verification)
+            if deployment.zk_verification != ZERO_ADDRESS
+            else None
+        )
+
+    @property
+    def zk(self) -> Any:
+        """The ZkVerification contract (raises when the deployment has none)."""
+        if self._zk is None:
+            raise ChainError("this deployment has no ZkVerification module")
+        return self._zk
 
     def with_client(self, client: ChainClient) -> Market:
         """The same deployment seen through another key."""
@@ -175,10 +192,102 @@ class Market:
     def total_escrow(self) -> int:
         return int(self.client.call(self.jobs.functions.totalEscrow()))
 
+    # ------------------------------------------------------------------ zk jobs
+    def submit_zk_job(
+        self, request: JobRequest, params: ZkParams, *, value: int | None = None
+    ) -> int:
+        """Submit a zk-spot / zk-full job (``request.mode``) with its input boundary hash."""
+        pay = request.max_fee if value is None and request.vault_agent == _ZERO else (value or 0)
+        fn = self.jobs.functions.submitZkJob(request.as_tuple(), params.as_tuple())
+        receipt = self.client.transact(fn, value=pay)
+        return self.job_ids_from(receipt, "JobSubmitted")[0]
+
+    def commit_zk_result(
+        self,
+        job_id: int,
+        result_hash: bytes,
+        boundary_hashes: Sequence[int],
+        output: bytes = b"",
+        output_uri: str = "",
+    ) -> TxReceipt:
+        """Commit a zk job's result with its k + 1 boundary hashes."""
+        fn = self.jobs.functions.commitZkResult(
+            job_id, result_hash, output, output_uri, [int(h) for h in boundary_hashes]
+        )
+        return self.client.transact(fn)
+
+    def challenge(self, job_id: int) -> TxReceipt:
+        """Draw (and pin) a zk-spot job's challenged segment once its seed block exists."""
+        return self.client.transact(self.zk.functions.challenge(job_id))
+
+    def required_segments(self, job_id: int) -> list[int]:
+        """The segments the job must prove as of now ([] while the seed block is not mined)."""
+        mask = int(self.client.call(self.zk.functions.requiredSegments(job_id)))
+        return [i for i in range(64) if mask >> i & 1]
+
+    def submit_proof(
+        self, job_id: int, segment: int, proof: bytes, boundary_hashes: Sequence[int]
+    ) -> TxReceipt:
+        """Post segment ``segment``'s proof; ``boundary_hashes`` must be the committed ones."""
+        fn = self.zk.functions.submitProof(
+            job_id, segment, proof, [int(h) for h in boundary_hashes]
+        )
+        return self.client.transact(fn)
+
+    def slash_unproven(self, job_id: int) -> TxReceipt:
+        """Slash a zk job whose proofs are missing after its proof deadline."""
+        return self.client.transact(self.zk.functions.slashUnproven(job_id))
+
+    def publish_proof(self, job_id: int, uri: str) -> TxReceipt:
+        return self.client.transact(self.zk.functions.publishProof(job_id, uri))
+
+    def attest(self, job_id: int, valid: bool) -> TxReceipt:
+        return self.client.transact(self.zk.functions.attest(job_id, valid))
+
+    def dispute_attestation(self, job_id: int, bond: int | None = None) -> TxReceipt:
+        fn = self.zk.functions.disputeAttestation(job_id)
+        return self.client.transact(fn, value=self.dispute_bond() if bond is None else bond)
+
+    def dispute_output(self, job_id: int, bond: int | None = None) -> TxReceipt:
+        fn = self.zk.functions.disputeOutput(job_id)
+        return self.client.transact(fn, value=self.dispute_bond() if bond is None else bond)
+
+    def resolve_output_dispute(self, job_id: int, upheld: bool) -> TxReceipt:
+        return self.client.transact(self.zk.functions.resolveOutputDispute(job_id, upheld))
+
+    def dismiss_output_dispute(self, job_id: int) -> TxReceipt:
+        return self.client.transact(self.zk.functions.dismissOutputDispute(job_id))
+
+    def set_attester(self, attester: str, allowed: bool = True) -> TxReceipt:
+        return self.client.transact(self.zk.functions.setAttester(attester, allowed))
+
+    def is_attester(self, account: str) -> bool:
+        return bool(self.client.call(self.zk.functions.isAttester(account)))
+
+    def zk_job(self, job_id: int) -> ZkJob:
+        return ZkJob.from_tuple(job_id, self.client.call(self.zk.functions.getZkJob(job_id)))
+
+    def dispute(self, job_id: int, kind: DisputeKind) -> Dispute:
+        t = self.client.call(self.zk.functions.getDispute(job_id, int(kind)))
+        return Dispute(t[0], int(t[1]), int(t[2]))
+
+    def dispute_bond(self) -> int:
+        return int(self.client.call(self.zk.functions.disputeBond()))
+
+    def zk_withdrawable(self, account: str) -> int:
+        """Dispute bonds owed to ``account`` by the module."""
+        return int(self.client.call(self.zk.functions.withdrawable(account)))
+
+    def zk_withdraw(self) -> TxReceipt:
+        return self.client.transact(self.zk.functions.withdraw())
+
     # ------------------------------------------------------------------ events
     def events(self, receipt: TxReceipt, name: str) -> list[dict[str, Any]]:
-        """Decoded ``name`` events of any of the four contracts in ``receipt``."""
-        for contract in (self.jobs, self.nodes, self.vault, self.models):
+        """Decoded ``name`` events of any of the protocol contracts in ``receipt``."""
+        contracts = [self.jobs, self.nodes, self.vault, self.models]
+        if self._zk is not None:
+            contracts.append(self._zk)
+        for contract in contracts:
             if any(e.get("name") == name and e.get("type") == "event" for e in contract.abi):
                 logs = contract.events[name]().process_receipt(receipt, errors=_DISCARD)
                 return [dict(log["args"]) for log in logs]

@@ -365,8 +365,7 @@ class TxManager:
         )
 
     def _base_fee(self) -> int:
-        block = self.client.rpc(lambda: self.client.w3.eth.get_block("latest"))
-        return int(block.get("baseFeePerGas", 0))
+        return self.client.base_fee()
 
     def _initial_fees(self) -> tuple[int, int]:
         tip = self.gas.tip_wei

@@ -6,10 +6,13 @@ The enums mirror the Solidity enums in ``IJobMarket.sol`` value for value.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
+
+from eth_utils.crypto import keccak
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = b"\x00" * 32
@@ -41,6 +44,109 @@ class VerificationMode(IntEnum):
     ZK_SPOT = 1
     ZK_FULL = 2
     REDUNDANT = 3
+
+
+class Attestation(IntEnum):
+    """An attester's verdict (mirrors IZkVerification.Attestation)."""
+
+    NONE = 0
+    VALID = 1
+    INVALID = 2
+
+
+class DisputeKind(IntEnum):
+    """What a dispute is about (mirrors IZkVerification.DisputeKind)."""
+
+    ATTESTATION = 0
+    OUTPUT = 1
+
+
+class DisputeOutcome(IntEnum):
+    """How a dispute ended (mirrors IZkVerification.DisputeOutcome)."""
+
+    UPHELD = 0
+    REJECTED = 1
+    DISMISSED = 2
+
+
+@dataclass(frozen=True)
+class ZkParams:
+    """What a zk job's requester adds to its request (mirrors IZkVerification.ZkParams).
+
+    ``input_boundary_hash`` is ezkl's Poseidon hash of the input as segment 0's circuit reads
+    it (``prover.boundary_hashes(...)[0]``); ``attested`` asks for off-chain verification.
+    """
+
+    input_boundary_hash: int
+    attested: bool = False
+
+    def as_tuple(self) -> tuple[int, bool]:
+        return (self.input_boundary_hash, self.attested)
+
+
+@dataclass(frozen=True)
+class ZkJob:
+    """A zk job's verification record (mirrors IZkVerification.ZkJob)."""
+
+    job_id: int
+    input_boundary_hash: int
+    boundary_root: bytes
+    required_mask: int
+    proven_mask: int
+    seed_block: int
+    proof_deadline: int
+    segment_count: int
+    full: bool
+    attested: bool
+    attester: str
+    attested_at: int
+    attestation: Attestation
+    on_chain_required: bool
+
+    @property
+    def required_segments(self) -> list[int]:
+        return [i for i in range(self.segment_count) if self.required_mask >> i & 1]
+
+    @property
+    def proven_segments(self) -> list[int]:
+        return [i for i in range(self.segment_count) if self.proven_mask >> i & 1]
+
+    @classmethod
+    def from_tuple(cls, job_id: int, t: tuple[Any, ...]) -> ZkJob:
+        return cls(
+            job_id,
+            int(t[0]),
+            bytes(t[1]),
+            int(t[2]),
+            int(t[3]),
+            int(t[4]),
+            int(t[5]),
+            int(t[6]),
+            bool(t[7]),
+            bool(t[8]),
+            t[9],
+            int(t[10]),
+            Attestation(t[11]),
+            bool(t[12]),
+        )
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """An open dispute (mirrors IZkVerification.Dispute); ``disputer`` is zero when none."""
+
+    disputer: str
+    bond: int
+    opened_at: int
+
+    @property
+    def open(self) -> bool:
+        return self.disputer != ZERO_ADDRESS
+
+
+def boundary_root(boundary_hashes: Sequence[int]) -> bytes:
+    """keccak256(abi.encodePacked(uint256[])): the commitment ZkVerification stores."""
+    return keccak(b"".join(int(h).to_bytes(32, "big") for h in boundary_hashes))
 
 
 @dataclass(frozen=True)
@@ -166,6 +272,12 @@ class MarketParams:
     min_stake: int = 10**18
     unbonding_period: int = 7 * 24 * 3600
     withdrawal_delay: int = 24 * 3600
+    # ZkVerification (zk-spot / zk-full jobs, attestation, disputes)
+    proof_window: int = 600
+    challenge_delay: int = 1
+    dispute_window: int = 300
+    dispute_bond: int = 10**16
+    arbitration_period: int = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -182,6 +294,7 @@ class Deployment:
     treasury: str
     deployer: str
     params: MarketParams = field(default_factory=MarketParams)
+    zk_verification: str = ZERO_ADDRESS
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
