@@ -93,9 +93,15 @@ def test_a_poison_job_runs_at_most_three_times(chain: Chain, tmp_path: Path, pre
     try:
         text = encode_text_input(" ".join(["verifiable inference for agents"] * 40))
         now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
-        poison = stack.agent.submit_job(JobRequest(
-            model_id=stack.model_ids["minilm"], input_hash=keccak(text), input=text,
-            max_fee=MAX_FEE, deadline=now + 45))
+        poison = stack.agent.submit_job(
+            JobRequest(
+                model_id=stack.model_ids["minilm"],
+                input_hash=keccak(text),
+                input=text,
+                max_fee=MAX_FEE,
+                deadline=now + 45,
+            )
+        )
         starts = 0
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -123,8 +129,12 @@ def test_a_poison_job_runs_at_most_three_times(chain: Chain, tmp_path: Path, pre
 def test_duplicate_deliveries_give_one_result_and_one_commit(
     chain: Chain, tmp_path: Path, prefix: str
 ) -> None:
-    env = {"VERIMARKET_BROKER_URL": REDIS_URL, "VERIMARKET_BROKER_PREFIX": prefix,
-           "VERIMARKET_BROKER_VISIBILITY_S": "1", **FAST}
+    env = {
+        "VERIMARKET_BROKER_URL": REDIS_URL,
+        "VERIMARKET_BROKER_PREFIX": prefix,
+        "VERIMARKET_BROKER_VISIBILITY_S": "1",
+        **FAST,
+    }
     stack = start_node_stack(chain, tmp_path, env, workers=2)
     try:
         for i in (0, 1):  # no worker: claimed jobs pile up in the queue
@@ -136,14 +146,21 @@ def test_duplicate_deliveries_give_one_result_and_one_commit(
             time.sleep(0.1)
         # publish every job twice more, with an ETA longer than the visibility timeout
         publisher = subprocess.run(
-            [*stack_python(), "-c",
-             "import sys; from worker.celery_app import app, INFER_TASK\n"
-             "for j in map(int, sys.argv[1:]):\n"
-             "    app.send_task(INFER_TASK, (j,), queue='infer')\n"
-             "    app.send_task(INFER_TASK, (j,), queue='infer', countdown=3)\n",
-             *map(str, ids)],
+            [
+                *stack_python(),
+                "-c",
+                "import sys; from worker.celery_app import app, INFER_TASK\n"
+                "for j in map(int, sys.argv[1:]):\n"
+                "    app.send_task(INFER_TASK, (j,), queue='infer')\n"
+                "    app.send_task(INFER_TASK, (j,), queue='infer', countdown=3)\n",
+                *map(str, ids),
+            ],
             env={**_os_env(), "VERIMARKET_HOME": str(tmp_path), **stack.env},
-            capture_output=True, text=True, timeout=60, check=False)
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert publisher.returncode == 0, publisher.stderr
         for i in (0, 1):
             stack.respawn_worker(i)
@@ -160,8 +177,20 @@ def test_broker_restarts_lose_no_job(chain: Chain, tmp_path: Path) -> None:
     port = free_port()
 
     def start_redis() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         time.sleep(0.3)
         return proc
 
