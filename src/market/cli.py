@@ -48,12 +48,14 @@ def friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from worker.models.errors import WorkerError
+
         try:
             return fn(*args, **kwargs)
-        except VerimarketError as exc:
+        except (VerimarketError, WorkerError) as exc:
             if os.environ.get("VERIMARKET_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -169,20 +171,30 @@ def node_register(
     from market.chain.client import ChainClient
     from market.chain.market import Market
     from market.config import get_settings
+    from market.errors import ConfigError
     from worker.models import load_model
 
     dep = _load_deployment(deployment)
     m = Market(ChainClient(dep.rpc_url, _key(key, "registering a node")), dep)
+    # check everything first, so a refusal leaves nothing half-done on chain
+    if price <= 0:
+        raise ConfigError("--price must be a positive number of wei")
+    manifests = [load_model(get_settings().artifacts, name).manifest for name in model or []]
+    for man in manifests:
+        if not m.is_model_registered(man.model_id_bytes):
+            raise ConfigError(
+                f"{man.name} is not registered on this deployment: "
+                f"`verimarket models register {man.name}` first"
+            )
     info = m.node_info(m.client.address)
     wei = int(stake * 10**18)
     if not info.registered:
         m.register_node(wei)
     elif wei:
         m.add_stake(wei)
-    for name in model or []:
-        manifest = load_model(get_settings().artifacts, name).manifest
-        m.set_model_price(manifest.model_id_bytes, price)
-        console.print(f"serving {name} (0x{manifest.model_id_bytes.hex()}) at {price} wei")
+    for man in manifests:
+        m.set_model_price(man.model_id_bytes, price)
+        console.print(f"serving {man.name} (0x{man.model_id_bytes.hex()}) at {price} wei")
     info = m.node_info(m.client.address)
     console.print(f"node {m.client.address}: stake {info.stake} wei, locked {info.locked} wei")
 
@@ -395,8 +407,10 @@ def demo(
 
 def _register_subcommands() -> None:
     from market.cli_api import register as register_api
+    from market.cli_ops import register as register_ops
 
     register_api(app)
+    register_ops(app, node_app, models_app)
 
 
 _register_subcommands()
