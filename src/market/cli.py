@@ -250,8 +250,14 @@ def settle(
     dep = _load_deployment(deployment)
     client = ChainClient(dep.rpc_url, _key(key, "settling"), timeout=s.rpc_timeout_s)
     s.data.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(s.database_url or f"sqlite:///{s.data / 'settler.sqlite'}")
-    Base.metadata.create_all(engine, tables=[Base.metadata.tables[ChainTx.__tablename__]])
+    if s.database_url:  # the market database: its schema comes from the migrations
+        from market.cli_index import upgrade
+
+        upgrade(s.database_url)
+        engine = make_engine(s.database_url)
+    else:  # embedded default: the settler's own SQLite file
+        engine = make_engine(f"sqlite:///{s.data / 'settler.sqlite'}")
+        Base.metadata.create_all(engine, tables=[Base.metadata.tables[ChainTx.__tablename__]])
     settler = Settler(Market(client, dep), TxManager(client, make_sessions(engine)))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -407,9 +413,11 @@ def demo(
 
 def _register_subcommands() -> None:
     from market.cli_api import register as register_api
+    from market.cli_index import register as register_index
     from market.cli_ops import register as register_ops
 
     register_api(app)
+    register_index(app)
     register_ops(app, node_app, models_app)
 
 
