@@ -7,6 +7,7 @@ production sets the URLs (docker-compose.yml shows which).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     torch_threads: int = 1
     #: seconds a claimed job may go unfinished before the node re-queues its task
     task_lease_s: float = 30.0
+    #: where the node's poller finds new jobs: the chain's events, or the market index
+    poller_source: Literal["events", "index"] = "events"
     #: seconds before an RPC request is given up (then retried by the caller's loop)
     rpc_timeout_s: float = 30.0
     #: seconds Redis keeps a delivered, unacknowledged task before delivering it again

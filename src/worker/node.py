@@ -80,8 +80,14 @@ class NodeService:
                     f"`verimarket node register --model {name} --price WEI` first"
                 )
             served.append(ServedModel(model_id, name, price, model.decode_input))
+        index = None
+        if self.settings.poller_source == "index":
+            from market.db import make_engine, make_sessions
+            from market.db.models import database_url
+
+            index = make_sessions(make_engine(database_url(self.settings)))
         self.poller = Poller(
-            self.market, self.txm, self.store, served, self.enqueue, PollerConfig()
+            self.market, self.txm, self.store, served, self.enqueue, PollerConfig(), index=index
         )
         self.committer = Committer(
             self.market, self.txm, self.store, max_batch=self.settings.batch_max

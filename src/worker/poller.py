@@ -14,14 +14,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from eth_utils.crypto import keccak
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from market.chain.events import Event, LogReader, topic_of
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
-from market.chain.types import VerificationMode
+from market.chain.types import JobStatus, VerificationMode
 from market.errors import ContractRevert
 from worker.chainwork import BatchKind, ChainWork
 from worker.store import NodeJob, NodeJobState, NodeStore
@@ -29,6 +32,53 @@ from worker.store import NodeJob, NodeJobState, NodeStore
 log = logging.getLogger(__name__)
 S = NodeJobState
 CURSOR = "poller"
+INDEX_CURSOR = "poller-index"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submitted job as the poller judges it, read from an event or from the index."""
+
+    job_id: int
+    model_id: bytes
+    input_hash: bytes
+    input: bytes
+    input_uri: str
+    max_fee: int
+    deadline: int
+    mode: int
+    block: int
+
+    @classmethod
+    def from_event(cls, ev: Event) -> Submission:
+        a = ev.args
+        return cls(
+            int(a["jobId"]),
+            bytes(a["modelId"]),
+            bytes(a["inputHash"]),
+            bytes(a["input"]),
+            str(a["inputURI"]),
+            int(a["maxFee"]),
+            int(a["deadline"]),
+            int(a["mode"]),
+            ev.block_number,
+        )
+
+    @classmethod
+    def from_index(cls, row: Any) -> Submission:
+        return cls(
+            int(row.job_id),
+            bytes.fromhex(row.model_id[2:]),
+            bytes.fromhex(row.input_hash[2:]),
+            bytes(row.input or b""),
+            row.input_uri or "",
+            int(row.max_fee),
+            int(row.deadline),
+            int(row.mode),
+            int(row.submit_block),
+        )
+
+
 CLAIM = BatchKind(
     name="claim",
     waiting=S.SEEN,
@@ -69,7 +119,11 @@ class Poller:
         enqueue: Callable[[int], None],
         config: PollerConfig | None = None,
         start_block: int | None = None,
+        index: sessionmaker[Session] | None = None,
     ) -> None:
+        """With ``index`` (sessions on the market database the indexer fills), new jobs
+        are read from its jobs table instead of from the chain's events."""
+        self.index = index
         self.market = market
         self.txm = txm
         self.store = store
@@ -103,14 +157,41 @@ class Poller:
         return self.claim_pending()
 
     def discover(self) -> int:
+        """Record new submissions from the chain's events, or from the market index."""
+        if self.index is not None:
+            return self._discover_from_index(self.index)
         head = self.market.client.block_number()
         frm = self.store.cursor(CURSOR, self.start_block - 1) + 1
         if frm > head:
             return 0
         events = self.reader.fetch(frm, head)
         now = int(self.market.client.now())
-        jobs = [self._evaluate(ev, now) for ev in events if ev.name == "JobSubmitted"]
+        jobs = [
+            self._evaluate(Submission.from_event(ev), now)
+            for ev in events
+            if ev.name == "JobSubmitted"
+        ]
         return self.store.add_seen(jobs, (CURSOR, head))
+
+    def _discover_from_index(self, index: sessionmaker[Session]) -> int:
+        """Open jobs the indexer has recorded above the last job id seen (the cursor)."""
+        from market.db.models import Job
+
+        last = self.store.cursor(INDEX_CURSOR, 0)
+        with index() as s:
+            rows = list(
+                s.scalars(
+                    select(Job)
+                    .where(Job.job_id > last, Job.status == JobStatus.OPEN)
+                    .order_by(Job.job_id)
+                    .limit(1000)
+                )
+            )
+        if not rows:
+            return 0
+        now = int(self.market.client.now())
+        jobs = [self._evaluate(Submission.from_index(r), now) for r in rows]
+        return self.store.add_seen(jobs, (INDEX_CURSOR, rows[-1].job_id))
 
     def claim_pending(self) -> int:
         """Claim seen jobs in one batch; jobs whose deadline came too close are given up."""
@@ -145,44 +226,42 @@ class Poller:
         return None
 
     # ------------------------------------------------------------------ checks
-    def _evaluate(self, ev: Event, now: int) -> NodeJob:
-        a = ev.args
+    def _evaluate(self, sub: Submission, now: int) -> NodeJob:
         job = NodeJob(
-            job_id=int(a["jobId"]),
-            model_id="0x" + bytes(a["modelId"]).hex(),
-            input_hash="0x" + bytes(a["inputHash"]).hex(),
-            input=bytes(a["input"]),
-            max_fee=str(a["maxFee"]),
-            deadline=int(a["deadline"]),
-            submit_block=ev.block_number,
+            job_id=sub.job_id,
+            model_id="0x" + sub.model_id.hex(),
+            input_hash="0x" + sub.input_hash.hex(),
+            input=sub.input,
+            max_fee=str(sub.max_fee),
+            deadline=sub.deadline,
+            submit_block=sub.block,
             state=S.SEEN,
             attempts=0,
         )
-        reason = self._reject_reason(ev, job, now)
+        reason = self._reject_reason(sub, job, now)
         if reason:
             job.state, job.error = S.REJECTED, reason
             log.info("job %s rejected: %s", job.job_id, reason)
         return job
 
-    def _reject_reason(self, ev: Event, job: NodeJob, now: int) -> str | None:
-        a = ev.args
-        model = self.served.get(bytes(a["modelId"]))
+    def _reject_reason(self, sub: Submission, job: NodeJob, now: int) -> str | None:
+        model = self.served.get(sub.model_id)
         if model is None:
             return "model not served by this node"
         job.model_name = model.name
-        if int(a["maxFee"]) < model.price:
-            return f"max fee {a['maxFee']} is below this node's price {model.price}"
-        if int(a["mode"]) != VerificationMode.NONE:
-            return f"verification mode {VerificationMode(int(a['mode'])).name} not offered"
-        if int(a["deadline"]) - now < self.config.min_time_left_s:
+        if sub.max_fee < model.price:
+            return f"max fee {sub.max_fee} is below this node's price {model.price}"
+        if sub.mode != VerificationMode.NONE:
+            return f"verification mode {VerificationMode(sub.mode).name} not offered"
+        if sub.deadline - now < self.config.min_time_left_s:
             return "deadline too close to run the job"
-        data = job.input
+        data = sub.input
         if not data:
             try:
-                data = self._fetch(str(a["inputURI"]))
+                data = self._fetch(sub.input_uri)
             except (httpx.HTTPError, ValueError) as exc:
-                return f"input could not be fetched from {a['inputURI']!r}: {exc}"
-        if keccak(data) != bytes(a["inputHash"]):
+                return f"input could not be fetched from {sub.input_uri!r}: {exc}"
+        if keccak(data) != sub.input_hash:
             return "input bytes do not match the input hash"
         try:
             model.check_input(data)
