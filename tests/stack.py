@@ -45,14 +45,23 @@ class Stack:
         inputs = [encode_digits_input(images[(offset + i) % len(images)]) for i in range(n)]
         ids: list[int] = []
         for i in range(0, n, 32):
-            ids += self.agent.submit_jobs([
-                JobRequest(model_id=self.model_id, input_hash=keccak(x), input=x,
-                           max_fee=MAX_FEE, deadline=now + deadline_s)
-                for x in inputs[i:i + 32]])
+            ids += self.agent.submit_jobs(
+                [
+                    JobRequest(
+                        model_id=self.model_id,
+                        input_hash=keccak(x),
+                        input=x,
+                        max_fee=MAX_FEE,
+                        deadline=now + deadline_s,
+                    )
+                    for x in inputs[i : i + 32]
+                ]
+            )
         return ids
 
-    def wait_terminal(self, ids: list[int], timeout: float = 180.0,
-                      check_alive: bool = True) -> dict[int, JobStatus]:
+    def wait_terminal(
+        self, ids: list[int], timeout: float = 180.0, check_alive: bool = True
+    ) -> dict[int, JobStatus]:
         deadline = time.monotonic() + timeout
         while True:
             statuses = {j: self.agent.job(j).status for j in ids}
@@ -68,8 +77,12 @@ class Stack:
         return reader.fetch(self.chain.deployment.start_block, self.agent.client.block_number())
 
     def respawn_worker(self, index: int) -> Child:
-        child = spawn(f"worker-{index}", verimarket_argv("worker"),
-                      {"VERIMARKET_HOME": str(self.work), **self.env}, self.work / "logs")
+        child = spawn(
+            f"worker-{index}",
+            verimarket_argv("worker"),
+            {"VERIMARKET_HOME": str(self.work), **self.env},
+            self.work / "logs",
+        )
         self.children[index] = child
         return child
 
@@ -87,8 +100,14 @@ def redis_prefix() -> Iterator[str]:
         r.delete(*keys)
 
 
-def start_node_stack(chain: Chain, work: Path, env: Mapping[str, str], *,
-                     workers: int = 1, models: tuple[str, ...] = ("digits-mlp",)) -> Stack:
+def start_node_stack(
+    chain: Chain,
+    work: Path,
+    env: Mapping[str, str],
+    *,
+    workers: int = 1,
+    models: tuple[str, ...] = ("digits-mlp",),
+) -> Stack:
     """Register ``models`` and a node (key 1) serving them on ``chain``, then start the
     processes. The stack's ``model_id`` is the first model's."""
     manifests = build_models(artifacts_dir(), list(models), progress=False)
@@ -97,18 +116,31 @@ def start_node_stack(chain: Chain, work: Path, env: Mapping[str, str], *,
     ids = []
     for manifest in manifests:
         model_id = chain.market(0).register_model(
-            manifest.artifacts_hash_bytes, manifest.output_scale, f"model://{manifest.name}",
-            [Segment(*s) for s in manifest.chain_segments()])
+            manifest.artifacts_hash_bytes,
+            manifest.output_scale,
+            f"model://{manifest.name}",
+            [Segment(*s) for s in manifest.chain_segments()],
+        )
         node.set_model_price(model_id, PRICE)
         ids.append(model_id)
     dep_file = work / "deployment.json"
     chain.deployment.save(dep_file)
-    full_env = {"VERIMARKET_ARTIFACTS": str(artifacts_dir()),
-                "VERIMARKET_WARM_MODELS": ",".join(models), **env}
+    full_env = {
+        "VERIMARKET_ARTIFACTS": str(artifacts_dir()),
+        "VERIMARKET_WARM_MODELS": ",".join(models),
+        **env,
+    }
     key = chain.client(1).account.key.to_0x_hex()  # type: ignore[union-attr]
     settler = chain.client(2).account.key.to_0x_hex()  # type: ignore[union-attr]
-    children = start_stack(work, dep_file, node_key=key, settler_key=settler,
-                           models=list(models), env=full_env, workers=workers)
+    children = start_stack(
+        work,
+        dep_file,
+        node_key=key,
+        settler_key=settler,
+        models=list(models),
+        env=full_env,
+        workers=workers,
+    )
     stack = Stack(chain, work, ids[0], children, full_env)
     stack.model_ids = dict(zip(models, ids, strict=True))
     return stack

@@ -11,12 +11,15 @@ import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 import {IPaymentVault} from "./interfaces/IPaymentVault.sol";
+import {IZkVerification} from "./interfaces/IZkVerification.sol";
 
 /// @title JobMarket
 /// @notice Inference jobs between requesters (agents, their keys, their vault accounts) and
 ///         staked nodes: escrow at submit, claim with collateral, result commit with a consumer
 ///         callback, and settlement (finalize, expire) that anyone can trigger once its time has
-///         come. See docs/protocol.md for the state machine and the money rules.
+///         come. Zk jobs (zk-spot, zk-full) are verified by the ZkVerification module bound
+///         once with `setVerification`: it gates their finalize and asks for their slash. See
+///         docs/protocol.md for the state machine, the money rules and the verification.
 /// @dev Value leaves this contract only by `withdraw` (pull payments) or into the fixed
 ///      PaymentVault (`refund`) and NodeRegistry set at deployment; both are trusted.
 ///      Solvency: `address(this).balance == totalEscrow + Σ withdrawable` after every call.
@@ -91,6 +94,18 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
 
     /// @notice The jobs, by id (1-indexed; id 0 never exists).
     mapping(uint256 jobId => Job job) internal _jobs;
+
+    /// @inheritdoc IJobMarket
+    /// @dev Set once by the owner; zero until then (zk jobs are refused).
+    IZkVerification public verification;
+
+    // ---------------------------------------------------------------- modifiers
+
+    /// @notice Reverts NotVerification unless msg.sender is the bound verification module.
+    modifier onlyVerification() {
+        if (msg.sender != address(verification)) revert NotVerification(msg.sender);
+        _;
+    }
 
     // ---------------------------------------------------------------- constructor
 
@@ -175,17 +190,22 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         return proportional > minJobCollateral ? proportional : minJobCollateral;
     }
 
-    /// @notice Checks a request against the v1 rules (model, fee, deadline, mode, callback
-    ///         gas, input). Reverts with the first rule it breaks.
+    /// @notice Checks a request against the rules (model, fee, deadline, mode, callback gas,
+    ///         input). Reverts with the first rule it breaks.
     /// @param request The request.
-    function _checkRequest(JobRequest calldata request) internal view {
+    /// @param zk Whether it comes through `submitZkJob` (mode ZkSpot or ZkFull) rather than
+    ///        `submitJob(s)` (mode None).
+    function _checkRequest(JobRequest calldata request, bool zk) internal view {
         if (!modelRegistry.isRegistered(request.modelId)) revert ModelNotRegistered(request.modelId);
         if (request.maxFee == 0) revert ZeroFee();
         // forge-lint: disable-next-line(block-timestamp)
         if (request.deadline <= block.timestamp) revert DeadlineInPast(request.deadline, block.timestamp);
         uint256 latest = block.timestamp + maxJobDuration;
         if (request.deadline > latest) revert DeadlineTooFar(request.deadline, latest);
-        if (request.mode != VerificationMode.None) revert UnsupportedVerificationMode(request.mode);
+        VerificationMode mode = request.mode;
+        if (zk ? (mode != VerificationMode.ZkSpot && mode != VerificationMode.ZkFull) : mode != VerificationMode.None) {
+            revert UnsupportedVerificationMode(mode);
+        }
         if (request.callbackGasLimit > maxCallbackGas) {
             revert CallbackGasTooHigh(request.callbackGasLimit, maxCallbackGas);
         }
@@ -202,12 +222,13 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @param jobId The new job's id.
     /// @param request The request.
     /// @param currentFeeBps The fee snapshot for the job.
+    /// @param zk Whether it is a zk job (see `_checkRequest`).
     /// @return fromVault Whether the escrow comes from the vault (else from msg.value).
-    function _createJob(uint256 jobId, JobRequest calldata request, uint16 currentFeeBps)
+    function _createJob(uint256 jobId, JobRequest calldata request, uint16 currentFeeBps, bool zk)
         internal
         returns (bool fromVault)
     {
-        _checkRequest(request);
+        _checkRequest(request, zk);
         fromVault = request.vaultAgent != address(0);
         address payer = fromVault ? request.vaultAgent : msg.sender;
 
@@ -217,7 +238,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         job.fromVault = fromVault;
         job.deadline = request.deadline;
         job.callbackGasLimit = request.callbackGasLimit;
-        // mode is None (checked): the slot's zero already says so.
+        if (zk) job.mode = request.mode; // otherwise None (checked): the slot's zero says so
         if (currentFeeBps != 0) job.feeBps = currentFeeBps;
         job.callback = request.callback;
         job.maxFee = request.maxFee;
@@ -287,9 +308,15 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @param resultHash keccak256 of the canonical output encoding.
     /// @param output The output inline (checked against resultHash), or empty with outputURI.
     /// @param outputURI Content-addressed URI of the output when it is not inline.
-    function _commit(uint256 jobId, bytes32 resultHash, bytes calldata output, string calldata outputURI) internal {
+    /// @param zk Whether the commit carries boundary hashes (`commitZkResult`); it must
+    ///        exactly when the job is a zk job.
+    function _commit(uint256 jobId, bytes32 resultHash, bytes calldata output, string calldata outputURI, bool zk)
+        internal
+    {
         Job storage job = _jobs[jobId];
         _requireStatus(jobId, job.status, JobStatus.Claimed);
+        VerificationMode mode = job.mode;
+        if ((mode != VerificationMode.None) != zk) revert VerificationModeMismatch(jobId, mode);
         if (job.node != msg.sender) revert NotClaimer(jobId, msg.sender);
         uint256 deadline = job.deadline;
         // forge-lint: disable-next-line(block-timestamp)
@@ -363,29 +390,49 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @notice Expires an Open or Claimed job past its deadline: the whole escrow back to the
     ///         payer and, if claimed, the claimer's collateral slashed, split between the payer
     ///         (slashPayerBps) and msg.sender (the rest).
-    /// @dev The slashed amount is known only from the registry's answer, so the compensation
-    ///      is credited after that (trusted, fixed) call; the status is written before it.
     /// @param jobId The job.
     /// @param job The job's storage.
     /// @param status The job's status (Open or Claimed).
     function _expire(uint256 jobId, Job storage job, JobStatus status) internal {
         job.status = JobStatus.Expired;
-        uint96 refund = job.maxFee;
-        address payer = job.payer;
-        bool fromVault = job.fromVault;
-        _totalEscrow -= refund;
+        (uint256 refund, uint256 slashed, uint256 compensation) =
+            _refundEscrow(job, status == JobStatus.Claimed, msg.sender);
+        emit JobExpired(jobId, refund, slashed, compensation, msg.sender);
+        _refundVault(job, refund + compensation);
+    }
 
-        uint256 slashed;
-        uint256 compensation;
-        if (status == JobStatus.Claimed) {
+    /// @notice Releases a failed job's escrow (its status already written): the whole escrow
+    ///         to the payer and, with `slashNode`, the node's collateral slashed, split between
+    ///         the payer (slashPayerBps, as compensation) and `beneficiary` (the rest). A
+    ///         vault-funded payer's part is left for `_refundVault`.
+    /// @dev The slashed amount is known only from the registry's answer, so the compensation
+    ///      is credited after that (trusted, fixed) call.
+    /// @param job The job's storage.
+    /// @param slashNode Whether to slash the node's collateral.
+    /// @param beneficiary Receiver of the non-payer share of the slash.
+    /// @return refund The escrow refunded.
+    /// @return slashed The collateral slashed.
+    /// @return compensation The payer's share of `slashed`.
+    function _refundEscrow(Job storage job, bool slashNode, address beneficiary)
+        internal
+        returns (uint256 refund, uint256 slashed, uint256 compensation)
+    {
+        uint96 maxFee = job.maxFee;
+        refund = maxFee;
+        _totalEscrow -= maxFee;
+        if (slashNode) {
             slashed = nodeRegistry.slash(job.node, job.collateral);
             compensation = slashed * slashPayerBps / BPS;
-            _credit(msg.sender, slashed - compensation);
+            _credit(beneficiary, slashed - compensation);
         }
-        if (!fromVault) _credit(payer, refund + compensation);
-        emit JobExpired(jobId, refund, slashed, compensation, msg.sender);
+        if (!job.fromVault) _credit(job.payer, refund + compensation);
+    }
 
-        if (fromVault) paymentVault.refund{value: refund + compensation}(payer);
+    /// @notice Sends `amount` back to a vault-funded payer's account (after the job's event).
+    /// @param job The job's storage.
+    /// @param amount Wei (refund plus compensation).
+    function _refundVault(Job storage job, uint256 amount) internal {
+        if (job.fromVault) paymentVault.refund{value: amount}(job.payer);
     }
 
     /// @notice Adds `amount` to `account`'s withdrawable balance (skips zero).
@@ -401,12 +448,35 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     /// @dev Payer = msg.sender with msg.value == maxFee, or the vault agent when
     ///      `request.vaultAgent != 0` (msg.value must then be 0).
     function submitJob(JobRequest calldata request) external payable nonReentrant returns (uint256 jobId) {
+        jobId = _submitOne(request, false);
+    }
+
+    /// @inheritdoc IJobMarket
+    /// @dev As `submitJob`, for mode ZkSpot or ZkFull; the module then records `params` and
+    ///      checks that every segment of the model has a verifier.
+    function submitZkJob(JobRequest calldata request, IZkVerification.ZkParams calldata params)
+        external
+        payable
+        nonReentrant
+        returns (uint256 jobId)
+    {
+        IZkVerification module = verification;
+        if (address(module) == address(0)) revert VerificationNotSet();
+        jobId = _submitOne(request, true);
+        module.onSubmit(jobId, request.modelId, request.mode, params);
+    }
+
+    /// @notice Submits one job (see `submitJob`), taking its escrow.
+    /// @param request The request.
+    /// @param zk Whether it is a zk job.
+    /// @return jobId The new job's id.
+    function _submitOne(JobRequest calldata request, bool zk) internal returns (uint256 jobId) {
         uint256 expectedValue = request.vaultAgent == address(0) ? request.maxFee : 0;
         if (msg.value != expectedValue) revert ValueMismatch(expectedValue, msg.value);
 
         uint128 newCount = _jobCount + 1;
         jobId = newCount;
-        bool fromVault = _createJob(jobId, request, feeBps);
+        bool fromVault = _createJob(jobId, request, feeBps, zk);
         _jobCount = newCount;
         _totalEscrow += request.maxFee;
 
@@ -429,7 +499,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         uint256 fromVaults;
         for (uint256 i; i < requests.length; ++i) {
             JobRequest calldata request = requests[i];
-            if (_createJob(count + 1 + i, request, currentFeeBps)) fromVaults += request.maxFee;
+            if (_createJob(count + 1 + i, request, currentFeeBps, false)) fromVaults += request.maxFee;
             else fromValue += request.maxFee;
         }
         if (msg.value != fromValue) revert ValueMismatch(fromValue, msg.value);
@@ -492,7 +562,22 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     function commitResult(uint256 jobId, bytes32 resultHash, bytes calldata output, string calldata outputURI)
         external
     {
-        _commit(jobId, resultHash, output, outputURI);
+        _commit(jobId, resultHash, output, outputURI, false);
+        _callback(jobId, resultHash, output);
+    }
+
+    /// @inheritdoc IJobMarket
+    /// @dev As `commitResult` (not nonReentrant, for the same reason); the module checks and
+    ///      records the boundary hashes before the consumer is called.
+    function commitZkResult(
+        uint256 jobId,
+        bytes32 resultHash,
+        bytes calldata output,
+        string calldata outputURI,
+        uint256[] calldata boundaryHashes
+    ) external {
+        _commit(jobId, resultHash, output, outputURI, true);
+        verification.onCommit(jobId, boundaryHashes);
         _callback(jobId, resultHash, output);
     }
 
@@ -509,7 +594,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         if (outputs.length != n) revert LengthMismatch(n, outputs.length);
         if (outputURIs.length != n) revert LengthMismatch(n, outputURIs.length);
         for (uint256 i; i < n; ++i) {
-            _commit(jobIds[i], resultHashes[i], outputs[i], outputURIs[i]);
+            _commit(jobIds[i], resultHashes[i], outputs[i], outputURIs[i], false);
         }
         for (uint256 i; i < n; ++i) {
             _callback(jobIds[i], resultHashes[i], outputs[i]);
@@ -519,13 +604,15 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- external: anyone
 
     /// @inheritdoc IJobMarket
-    /// @dev Committed job with `block.timestamp >= windowEnd`; anyone.
+    /// @dev Committed job with `block.timestamp >= windowEnd`, and for a zk job a satisfied
+    ///      verification (`verification.canFinalize`); anyone.
     function finalize(uint256 jobId) external nonReentrant {
         Job storage job = _jobs[jobId];
         _requireStatus(jobId, job.status, JobStatus.Committed);
         uint256 windowEnd = job.windowEnd;
         // forge-lint: disable-next-line(block-timestamp)
         if (block.timestamp < windowEnd) revert WindowNotOver(jobId, windowEnd);
+        if (job.mode != VerificationMode.None && !verification.canFinalize(jobId)) revert NotVerified(jobId);
         _finalize(jobId, job);
     }
 
@@ -535,6 +622,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
             Job storage job = _jobs[jobIds[i]];
             // forge-lint: disable-next-line(block-timestamp)
             if (job.status != JobStatus.Committed || block.timestamp < job.windowEnd) continue;
+            if (job.mode != VerificationMode.None && !verification.canFinalize(jobIds[i])) continue;
             _finalize(jobIds[i], job);
             ++settled;
         }
@@ -566,6 +654,42 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         }
     }
 
+    // ---------------------------------------------------------------- external: verification module
+
+    /// @inheritdoc IJobMarket
+    /// @dev Module only. The escrow goes back to the payer whole and the node's collateral is
+    ///      slashed, as at `expire` of a claimed job, with `beneficiary` in the keeper's place.
+    function slashJob(uint256 jobId, address beneficiary)
+        external
+        nonReentrant
+        onlyVerification
+        returns (uint256 slashed)
+    {
+        Job storage job = _jobs[jobId];
+        JobStatus status = job.status;
+        if (status != JobStatus.Disputed) _requireStatus(jobId, status, JobStatus.Committed);
+        job.status = JobStatus.Slashed;
+        uint256 refund;
+        uint256 compensation;
+        (refund, slashed, compensation) = _refundEscrow(job, true, beneficiary);
+        emit JobSlashed(jobId, refund, slashed, compensation, beneficiary);
+        _refundVault(job, refund + compensation);
+    }
+
+    /// @inheritdoc IJobMarket
+    /// @dev Module only. A Disputed job cannot be finalized; it is slashed or returns to Committed.
+    function setDisputed(uint256 jobId, bool disputed) external onlyVerification {
+        Job storage job = _jobs[jobId];
+        _requireStatus(jobId, job.status, disputed ? JobStatus.Committed : JobStatus.Disputed);
+        if (disputed) {
+            job.status = JobStatus.Disputed;
+            emit JobDisputed(jobId);
+        } else {
+            job.status = JobStatus.Committed;
+            emit JobDisputeCleared(jobId);
+        }
+    }
+
     /// @inheritdoc IJobMarket
     /// @dev Sends msg.sender's whole balance; the balance is zeroed before the transfer.
     function withdraw() external nonReentrant {
@@ -594,6 +718,17 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         if (newTreasury == address(0)) revert ZeroAddress();
         treasury = newTreasury;
         emit TreasurySet(newTreasury);
+    }
+
+    /// @inheritdoc IJobMarket
+    /// @dev Owner only, once: the module cannot be swapped under jobs in flight.
+    function setVerification(IZkVerification newVerification) external onlyOwner {
+        if (address(verification) != address(0)) revert VerificationAlreadySet(address(verification));
+        if (address(newVerification) == address(0)) revert ZeroAddress();
+        address itsMarket = address(newVerification.market());
+        if (itsMarket != address(this)) revert VerificationNotBound(address(newVerification), itsMarket);
+        verification = newVerification;
+        emit VerificationSet(address(newVerification));
     }
 
     // ---------------------------------------------------------------- views

@@ -29,21 +29,37 @@ def artifacts() -> Path:
 @pytest.fixture()
 def ctx(tmp_path: Path, artifacts: Path) -> Iterator[JobContext]:
     runtime = Runtime(artifacts, max_batch=8, max_wait_ms=2)
-    yield JobContext(NodeStore(f"sqlite:///{tmp_path / 'node.sqlite'}"), runtime,
-                     BlobStore(tmp_path / "blobs"), "http://blobs.example/", inline_output_max=1024)
+    yield JobContext(
+        NodeStore(f"sqlite:///{tmp_path / 'node.sqlite'}"),
+        runtime,
+        BlobStore(tmp_path / "blobs"),
+        "http://blobs.example/",
+        inline_output_max=1024,
+    )
     runtime.close()
 
 
 def add_claimed(store: NodeStore, job_id: int, data: bytes, model: str = "digits-mlp") -> None:
-    job = NodeJob(job_id=job_id, model_id="0x" + "11" * 32, model_name=model,
-                  input_hash="0x" + keccak(data).hex(), input=data, max_fee="1", deadline=0,
-                  submit_block=1, state=S.SEEN, attempts=0)
+    job = NodeJob(
+        job_id=job_id,
+        model_id="0x" + "11" * 32,
+        model_name=model,
+        input_hash="0x" + keccak(data).hex(),
+        input=data,
+        max_fee="1",
+        deadline=0,
+        submit_block=1,
+        state=S.SEEN,
+        attempts=0,
+    )
     store.add_seen([job], ("test", 1))
     store.transition([job_id], S.SEEN, S.CLAIMING)
     store.transition([job_id], S.CLAIMING, S.CLAIMED)
 
 
-def test_a_claimed_job_becomes_ready_with_the_canonical_result(ctx: JobContext, artifacts: Path) -> None:
+def test_a_claimed_job_becomes_ready_with_the_canonical_result(
+    ctx: JobContext, artifacts: Path
+) -> None:
     data = encode_digits_input(digits_test_split()[0][3])
     add_claimed(ctx.store, 1, data)
     assert run_job(ctx, 1) is Outcome.READY
@@ -80,7 +96,11 @@ def test_deliveries_that_die_without_a_result_count_as_attempts(ctx: JobContext)
         row.state, row.attempts = S.RUNNING, MAX_ATTEMPTS  # three workers died on it
     assert run_job(ctx, 4) is Outcome.ALREADY_DONE
     job = ctx.store.get(4)
-    assert job is not None and job.state is S.FAILED and "set aside after 3 attempts" in (job.error or "")
+    assert (
+        job is not None
+        and job.state is S.FAILED
+        and "set aside after 3 attempts" in (job.error or "")
+    )
 
 
 def test_invalid_input_fails_at_once_with_its_reason(ctx: JobContext) -> None:

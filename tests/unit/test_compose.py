@@ -52,7 +52,7 @@ def test_every_service_command_is_a_real_cli_command_with_real_options() -> None
 def test_every_setting_passed_is_read_by_the_services() -> None:
     known = {f"VERIMARKET_{f.upper()}" for f in Settings.model_fields}
     for name, svc in services().items():
-        for key in (svc.get("environment") or {}):
+        for key in svc.get("environment") or {}:
             if key.startswith("VERIMARKET_"):
                 assert key in known, f"{name}: {key} is not a setting (market.config.Settings)"
 

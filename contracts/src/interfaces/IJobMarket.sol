@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {IModelRegistry} from "./IModelRegistry.sol";
+import {IZkVerification} from "./IZkVerification.sol";
+
 /// @title IJobMarket
 /// @notice Inference jobs: escrow at submit, claim by a staked node, result commit with a
 ///         consumer callback, and settlement that any caller can trigger once its time has come.
@@ -18,7 +21,8 @@ interface IJobMarket {
         Expired
     }
 
-    /// @notice How a result is checked. v1 accepts None only.
+    /// @notice How a result is checked. `submitJob(s)` take None; `submitZkJob` takes ZkSpot
+    ///         and ZkFull (checked by the ZkVerification module); Redundant is not supported yet.
     enum VerificationMode {
         None,
         ZkSpot,
@@ -103,6 +107,18 @@ interface IJobMarket {
     event Withdrawal(address indexed account, uint256 amount);
     event FeeSet(uint256 feeBps);
     event TreasurySet(address indexed treasury);
+    /// @notice The zk verification module was bound (once).
+    event VerificationSet(address indexed verification);
+    /// @notice The verification module put job `jobId` in dispute (Committed -> Disputed).
+    event JobDisputed(uint256 indexed jobId);
+    /// @notice Job `jobId`'s disputes were resolved in the node's favour (Disputed -> Committed).
+    event JobDisputeCleared(uint256 indexed jobId);
+    /// @notice Job `jobId` failed its verification: the whole escrow `refund` back to the payer,
+    ///         `slashed` collateral split into `compensation` for the payer and the rest for
+    ///         `beneficiary` (who proved the fault: the caller of the slash, or the disputer).
+    event JobSlashed(
+        uint256 indexed jobId, uint256 refund, uint256 slashed, uint256 compensation, address indexed beneficiary
+    );
 
     error JobNotFound(uint256 jobId);
     error InvalidJobStatus(uint256 jobId, JobStatus status);
@@ -134,11 +150,30 @@ interface IJobMarket {
     error BpsTooHigh(uint256 bps, uint256 maximum);
     /// @notice A duration parameter is above its maximum (constructor: challengeWindow, maxJobDuration).
     error DurationTooLong(uint256 duration, uint256 maximum);
+    /// @notice No zk verification module is bound, so zk jobs cannot be submitted.
+    error VerificationNotSet();
+    /// @notice The verification module is already bound to `verification`.
+    error VerificationAlreadySet(address verification);
+    /// @notice `verification` verifies for `itsMarket`, not for this market.
+    error VerificationNotBound(address verification, address itsMarket);
+    /// @notice `caller` is not the verification module.
+    error NotVerification(address caller);
+    /// @notice Job `jobId` has mode `mode`: zk jobs commit with `commitZkResult` (boundary
+    ///         hashes), other jobs with `commitResult(s)`.
+    error VerificationModeMismatch(uint256 jobId, VerificationMode mode);
+    /// @notice Zk job `jobId`'s verification is not satisfied yet (proofs or attestation).
+    error NotVerified(uint256 jobId);
 
     // ---------------------------------------------------------------- requester
     function submitJob(JobRequest calldata request) external payable returns (uint256 jobId);
     /// @notice Submits several jobs; msg.value must equal the sum of maxFee of those not paid from a vault.
     function submitJobs(JobRequest[] calldata requests) external payable returns (uint256 firstJobId);
+    /// @notice Submits a zk job (`request.mode` ZkSpot or ZkFull), paid like `submitJob`;
+    ///         `params` go to the verification module.
+    function submitZkJob(JobRequest calldata request, IZkVerification.ZkParams calldata params)
+        external
+        payable
+        returns (uint256 jobId);
     function cancel(uint256 jobId) external;
 
     // ---------------------------------------------------------------- node
@@ -151,6 +186,22 @@ interface IJobMarket {
         bytes[] calldata outputs,
         string[] calldata outputURIs
     ) external;
+    /// @notice Commits a zk job's result with its k + 1 boundary hashes (claimer only, by the
+    ///         deadline); the module checks and records them, then the consumer is called.
+    function commitZkResult(
+        uint256 jobId,
+        bytes32 resultHash,
+        bytes calldata output,
+        string calldata outputURI,
+        uint256[] calldata boundaryHashes
+    ) external;
+
+    // ---------------------------------------------------------------- verification module
+    /// @notice Slashes a Committed or Disputed job's node for a failed verification (module
+    ///         only): escrow refunded, collateral split between the payer and `beneficiary`.
+    function slashJob(uint256 jobId, address beneficiary) external returns (uint256 slashed);
+    /// @notice Moves a job Committed -> Disputed (`disputed`) or back (module only).
+    function setDisputed(uint256 jobId, bool disputed) external;
 
     // ---------------------------------------------------------------- anyone
     function finalize(uint256 jobId) external;
@@ -164,6 +215,8 @@ interface IJobMarket {
     // ---------------------------------------------------------------- owner
     function setFeeBps(uint16 feeBps) external;
     function setTreasury(address treasury) external;
+    /// @notice Binds the zk verification module, once (its `market()` must be this market).
+    function setVerification(IZkVerification verification) external;
 
     // ---------------------------------------------------------------- views
     function getJob(uint256 jobId) external view returns (Job memory);
@@ -177,4 +230,8 @@ interface IJobMarket {
     function feeBps() external view returns (uint16);
     function treasury() external view returns (address);
     function totalEscrow() external view returns (uint256);
+    /// @notice The zk verification module (zero until `setVerification`).
+    function verification() external view returns (IZkVerification);
+    /// @notice The model registry the market checks models against.
+    function modelRegistry() external view returns (IModelRegistry);
 }

@@ -25,6 +25,7 @@ interface Vm {
     function load(address target, bytes32 slot) external view returns (bytes32 data);
     function getBlockTimestamp() external view returns (uint256 timestamp);
     function getBlockNumber() external view returns (uint256 height);
+    function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
 
     // ---------------------------------------------------------------- callers
     function prank(address msgSender) external;

@@ -71,8 +71,11 @@ class LoadedLLM:
         model: LlamaModel,
         codec: TextCodec,
         spec: GenerationSpec,
+        model_dir: Path | None = None,
     ) -> None:
         self.manifest = manifest
+        #: The artefact folder it was loaded from (None for models made in memory).
+        self.model_dir = model_dir
         self.config = config
         self.model = model
         self.codec = codec
@@ -175,7 +178,7 @@ def load_llm(
         codec = TextCodec.from_files(
             model_dir / TOKENIZER_FILE, spec.chat_template, spec.template_vars
         )
-        loaded = LoadedLLM(manifest, config, model, codec, spec)
+        loaded = LoadedLLM(manifest, config, model, codec, spec, model_dir)
         _cache[key] = loaded
         return loaded
 
