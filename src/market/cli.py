@@ -411,6 +411,37 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def audit(
+    job_id: Annotated[int, typer.Argument(help="the job to check")],
+    deployment: DeploymentOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
+) -> None:
+    """Check a job from public data alone (chain, blobs, registered artefacts): re-run it,
+    compare hashes, check its proofs. Exits 1 when the job does not check out."""
+    import json as _json
+    from dataclasses import asdict
+
+    from market.audit import audit_job
+    from market.chain.client import ChainClient
+    from market.chain.market import Market
+    from market.config import get_settings
+
+    dep = _load_deployment(deployment)
+    verdict = audit_job(Market(ChainClient(dep.rpc_url), dep), job_id, get_settings().artifacts)
+    if as_json:
+        print(_json.dumps({**asdict(verdict), "ok": verdict.ok}))
+    else:
+        for c in verdict.checks:
+            mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[yellow]--[/]"}[c.ok]
+            console.print(f"{mark}  {c.name}: {c.detail}", soft_wrap=True, highlight=False)
+        word = "[green]checks out[/]" if verdict.ok else "[bold red]does NOT check out[/]"
+        console.print(f"job {job_id} ({verdict.status}) {word}", highlight=False)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
 def _register_subcommands() -> None:
     from market.cli_api import register as register_api
     from market.cli_index import register as register_index
