@@ -444,10 +444,12 @@ def audit(
 
 def _register_subcommands() -> None:
     from market.cli_api import register as register_api
+    from market.cli_bench import register as register_bench
     from market.cli_index import register as register_index
     from market.cli_ops import register as register_ops
 
     register_api(app)
+    register_bench(app)
     register_index(app)
     register_ops(app, node_app, models_app)
 

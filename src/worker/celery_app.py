@@ -77,7 +77,11 @@ def context() -> JobContext:
     """The per-process context (models, batcher, store), built on first use."""
     s = get_settings()
     runtime = Runtime(
-        s.artifacts, max_batch=s.batch_max, max_wait_ms=s.batch_wait_ms, device=s.device
+        s.artifacts,
+        max_batch=s.batch_max,
+        max_wait_ms=s.batch_wait_ms,
+        device=s.device,
+        torch_threads=None if torch.cuda.is_available() else s.torch_threads,
     )
     return JobContext(
         NodeStore(s.node_db()), runtime, BlobStore(s.blobs()), s.blob_base_url, s.inline_output_max

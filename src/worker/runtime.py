@@ -23,6 +23,9 @@ class Runtime:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     device: str | None = None
+    #: torch intra-op threads for inference on CPU; set in the thread that runs batches,
+    #: since OpenMP settings do not carry over from the thread that set them
+    torch_threads: int | None = None
     _models: dict[str, LoadedModel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _batcher: DynamicBatcher[torch.Tensor, np.ndarray[Any, Any]] | None = None
@@ -34,6 +37,8 @@ class Runtime:
             return self._models[name]
 
     def _run(self, name: str, items: list[torch.Tensor]) -> list[np.ndarray[Any, Any]]:
+        if self.torch_threads and torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
         return self.model(name).run_batch(items)
 
     @property
