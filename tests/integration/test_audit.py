@@ -25,21 +25,34 @@ def test_audit_verdicts(chain: Chain, tmp_path: Path) -> None:
     manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
     model = load_model(artifacts_dir(), "digits-mlp")
     model_id = chain.market(0).register_model(
-        manifest.artifacts_hash_bytes, manifest.output_scale, "",
-        [Segment(*s) for s in manifest.chain_segments()])
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
     node, agent = chain.market(1), chain.market(6)
     node.register_node(5 * 10**18)
     node.set_model_price(model_id, 10**15)
     now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
     inputs = [encode_digits_input(img) for img in digits_test_split()[0][:2]]
-    honest, cheat = agent.submit_jobs([
-        JobRequest(model_id=model_id, input_hash=keccak(x), input=x, max_fee=2 * 10**15,
-                   deadline=now + 600) for x in inputs])
+    honest, cheat = agent.submit_jobs(
+        [
+            JobRequest(
+                model_id=model_id,
+                input_hash=keccak(x),
+                input=x,
+                max_fee=2 * 10**15,
+                deadline=now + 600,
+            )
+            for x in inputs
+        ]
+    )
     node.claim_jobs([honest, cheat])
     right = model.run_inputs(inputs)
     wrong = right[0]  # the honest output of the other image: well-formed, but not this job's
-    node.commit_results([honest, cheat], [keccak(right[0]), keccak(wrong)], [right[0], wrong],
-                        ["", ""])
+    node.commit_results(
+        [honest, cheat], [keccak(right[0]), keccak(wrong)], [right[0], wrong], ["", ""]
+    )
     dep = tmp_path / "dep.json"
     chain.deployment.save(dep)
 
@@ -47,7 +60,11 @@ def test_audit_verdicts(chain: Chain, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     verdict = json.loads(res.output)
     assert verdict["ok"] and {c["name"] for c in verdict["checks"] if c["ok"]} >= {
-        "model artefacts", "input", "output", "re-execution"}
+        "model artefacts",
+        "input",
+        "output",
+        "re-execution",
+    }
 
     res = runner.invoke(app, ["audit", str(cheat), "--deployment", str(dep)])
     assert res.exit_code == 1

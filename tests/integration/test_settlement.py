@@ -33,15 +33,22 @@ def settler(chain: Chain, db: Path) -> Settler:
     return Settler(Market(client, chain.deployment), TxManager(client, make_sessions(engine)))
 
 
-def test_settler_killed_before_send_resumes_without_a_double_send(chain: Chain, tmp_path: Path) -> None:
+def test_settler_killed_before_send_resumes_without_a_double_send(
+    chain: Chain, tmp_path: Path
+) -> None:
     deployer, node, agent = chain.market(0), chain.market(1), chain.market(6)
     model_id = deployer.register_model(keccak(b"m"), 16, "", [Segment(keccak(b"s"))])
     node.register_node(5 * 10**18)
     node.set_model_price(model_id, 10**15)
     now = int(chain.client(0).w3.eth.get_block("latest")["timestamp"])
     data = b"\x01\x00\x00" + (1).to_bytes(8, "big")
-    req = JobRequest(model_id=model_id, input_hash=keccak(data), input=data,
-                     max_fee=2 * 10**15, deadline=now + 600)
+    req = JobRequest(
+        model_id=model_id,
+        input_hash=keccak(data),
+        input=data,
+        max_fee=2 * 10**15,
+        deadline=now + 600,
+    )
     done = agent.submit_jobs([req] * 6)
     overdue = agent.submit_jobs([JobRequest(**{**req.__dict__, "deadline": now + 30})] * 3)
     node.claim_jobs(done + overdue[:1])

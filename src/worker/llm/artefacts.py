@@ -34,7 +34,7 @@ from torch import nn
 
 from worker.llm.errors import GenerativeModelError
 from worker.llm.kvcache import SequenceKV
-from worker.llm.model import LlamaConfig, LlamaModel, SequenceSlice
+from worker.llm.model import PREFILL_CHUNK, LlamaConfig, LlamaModel, pack
 from worker.llm.request import (
     MAX_INPUT_BYTES,
     MAX_NEW_TOKENS,
@@ -239,11 +239,7 @@ def _self_check(
         feed = list(prompt)
         logits = reference
         for step in range(24):
-            out = model(
-                torch.tensor(feed),
-                torch.arange(kv.length, kv.length + len(feed)),
-                [SequenceSlice(0, len(feed), kv)],
-            )[0]
+            out = model(pack([(feed, kv.length, kv)], PREFILL_CHUNK, kv.data.device))[0]
             kv.length += len(feed)
             if step == 0:
                 logits = out

@@ -28,7 +28,7 @@ import torch
 
 from worker.llm.errors import DuplicateRequestError, EngineClosedError
 from worker.llm.kvcache import PrefixCache, PrefixCacheStats, SequenceKV
-from worker.llm.model import SequenceSlice
+from worker.llm.model import PREFILL_CHUNK, pack
 from worker.llm.request import GenerationRequest, encode_token_ids, token_ids_hash
 from worker.llm.runtime import LoadedLLM
 from worker.llm.sampling import next_tokens
@@ -39,9 +39,10 @@ from worker.llm.scheduler import (
     SchedulerLimits,
     SchedulerOutput,
     SequenceState,
+    SequenceStatus,
 )
 from worker.llm.tokenizer import IncrementalDetokenizer
-from worker.models.errors import WorkerError
+from worker.models.errors import InvalidInput, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,12 @@ class EngineConfig:
     kv_cache_tokens: int = 16384
     prefix_cache_tokens: int = 4096
     #: 8 tokens: SmolLM2's default system prompt plus "<|im_start|>user\\n" is 24 tokens.
-    prefix_block_size: int = 8
+    #: A multiple of PREFILL_CHUNK, so cached blocks are bit-identical to recomputed ones.
+    prefix_block_size: int = PREFILL_CHUNK
+
+    def __post_init__(self) -> None:
+        if self.prefix_block_size % PREFILL_CHUNK:
+            raise ValueError(f"prefix_block_size must be a multiple of {PREFILL_CHUNK}")
 
 
 class GenerationError(WorkerError, RuntimeError):
@@ -180,9 +186,16 @@ class LLMEngine:
         """Queue a request; it joins the batch at the next step. Returns its prompt ids.
 
         Tokenizes and checks it here, so a bad request fails in the caller: InvalidInput
-        (prompt too long, ...), DuplicateRequestError if the id is queued or running.
+        (prompt too long, more KV than the engine holds), DuplicateRequestError if the id is
+        queued or running.
         """
         prompt = self.llm.prompt_ids(request)
+        needed = len(prompt) + request.max_new_tokens - 1
+        if needed > self.config.kv_cache_tokens:
+            raise InvalidInput(
+                f"needs {needed} KV cache tokens, the engine holds {self.config.kv_cache_tokens}",
+                self.llm.name,
+            )
         state = SequenceState(
             request_id=request_id,
             prompt_ids=prompt,
@@ -287,18 +300,23 @@ class LLMEngine:
         with self._lock:
             incoming, self._incoming = self._incoming, []
             aborts, self._aborts = self._aborts, []
+        refused: list[GenerationResult] = []
         for live in incoming:
             self._live[live.state.request_id] = live
-            self.scheduler.add_request(live.state)
-        return [self._result(seq) for seq in self.scheduler.finish_requests(aborts)]
+            try:
+                self.scheduler.add_request(live.state)
+            except ValueError as exc:  # a custom scheduler's limit; fail this request only
+                live.state.status = SequenceStatus.FINISHED
+                live.state.finish_reason = FinishReason.ABORT
+                refused.append(self._result(live.state, error=str(exc)))
+        finished = [self._result(seq) for seq in self.scheduler.finish_requests(aborts)]
+        return refused + finished
 
     def _run(self, output: SchedulerOutput) -> dict[str, int]:
         llm, cfg = self.llm, self.llm.config
-        tokens: list[int] = []
-        positions: list[int] = []
-        slices: list[SequenceSlice] = []
-        for item in output.sequences:
-            live = self._live[item.request_id]
+        items = []
+        states = [self._live[item.request_id] for item in output.sequences]
+        for item, live in zip(output.sequences, states, strict=True):
             if item.is_prefill:
                 live.kv = SequenceKV(
                     cfg.num_layers,
@@ -315,20 +333,13 @@ class LLMEngine:
                             f"prefix cache gave {loaded} tokens, {item.cached_prefix} expected"
                         )
             assert live.kv is not None and live.kv.length == item.start_position
-            slices.append(SequenceSlice(len(tokens), len(item.token_ids), live.kv))
-            tokens.extend(item.token_ids)
-            positions.extend(range(item.start_position, item.start_position + len(item.token_ids)))
+            items.append((item.token_ids, item.start_position, live.kv))
         began = time.perf_counter()
         with torch.inference_mode():
-            logits = llm.model(
-                torch.tensor(tokens, dtype=torch.int64, device=llm.device),
-                torch.tensor(positions, dtype=torch.int64, device=llm.device),
-                slices,
-            )
-            for piece in slices:
-                piece.kv.length += piece.rows
+            logits = llm.model(pack(items, PREFILL_CHUNK, llm.device))
+            for tokens, start, kv in items:
+                kv.length = start + len(tokens)
             sampling = time.perf_counter()
-            states = [self._live[item.request_id] for item in output.sequences]
             chosen = next_tokens(
                 logits,
                 [live.request.temperature for live in states],
@@ -394,10 +405,14 @@ class TokenEvent:
 class TokenStream:
     """Iterate over a request's tokens as they are generated; ``result()`` gives the end."""
 
-    def __init__(self, future: Future[GenerationResult]) -> None:
-        self.future = future
+    def __init__(self) -> None:
         self.events: queue.Queue[TokenEvent | None] = queue.Queue()
+        self._future: Future[GenerationResult] | None = None
         self._count = 0
+
+    def attach(self, future: Future[GenerationResult]) -> None:
+        """Follow ``future``: iteration ends when it is done."""
+        self._future = future
         future.add_done_callback(lambda _f: self.events.put(None))
 
     def on_token(self, request_id: str, token_id: int, text: str) -> None:
@@ -409,7 +424,9 @@ class TokenStream:
             yield event
 
     def result(self, timeout: float | None = None) -> GenerationResult:
-        return self.future.result(timeout)
+        if self._future is None:
+            raise RuntimeError("the stream is not attached to a request")
+        return self._future.result(timeout)
 
 
 class EngineLoop:
@@ -450,10 +467,9 @@ class EngineLoop:
 
     def stream(self, request_id: str, request: GenerationRequest) -> TokenStream:
         """Submit and get a TokenStream (a blocking iterator of TokenEvent)."""
-        holder: list[TokenStream] = []
-        future = self.submit(request_id, request, lambda r, t, s: holder[0].on_token(r, t, s))
-        holder.append(TokenStream(future))
-        return holder[0]
+        stream = TokenStream()
+        stream.attach(self.submit(request_id, request, stream.on_token))
+        return stream
 
     async def astream(
         self, request_id: str, request: GenerationRequest

@@ -1,15 +1,24 @@
-"""The Llama decoder (SmolLM2) written out, run over a packed batch with per-sequence KV caches.
+"""The Llama decoder (SmolLM2) written out, run over packed batches with per-sequence KV caches.
 
 As with MiniLM (worker/models/minilm.py), the network is spelled out here rather than taken
-from transformers, so what a node computes is pinned by this file and the weights. The
-forward pass takes a *packed* batch: the new tokens of every scheduled sequence laid end to
-end in one (T, hidden) matrix, with no padding. The projections and the MLP run on all T
+from transformers, so what a node computes is pinned by this file and the weights. A forward
+pass takes a *packed* batch: the new tokens of every scheduled sequence laid end to end in one
+(T, hidden) matrix, with no padding between sequences. Projections and the MLP run on all
 rows at once (that is where batching pays); attention runs sequence by sequence against that
-sequence's own KV cache, so a sequence never sees, masks or pads for its companions.
+sequence's own KV cache.
 
-What a sequence's numbers can still depend on is the row count of the matrix products: the
-BLAS kernel may block the reduction differently for a different T. In float64 that is a
-difference of ~1e-16 relative, far below the gap between the two best logits (docs/llm.md).
+A sequence's numbers are made bit-for-bit independent of its companions (batch invariance):
+
+- every row-wise operation computes a row from that row alone;
+- the matrix products are called with a row count padded to a multiple of ``ROW_MULTIPLE``,
+  and ``check_row_invariance`` verifies at load time that the BLAS then gives each row the
+  same bits whatever the row count and position (true of MKL on x86 in float32 and float64);
+  where it does not, the products run in fixed ``ROW_MULTIPLE``-row tiles (identical calls);
+- attention shapes depend on the sequence only: a prompt is cut into chunks at multiples of
+  the chunk size (the prefix-cache block size), so the keys and values of a block are the
+  same bits whether this request computed them or an earlier one whose block was cached.
+
+See docs/llm.md for what this costs and what still differs between machines.
 """
 
 from __future__ import annotations
@@ -111,17 +120,78 @@ class LlamaConfig:
         )
 
 
+#: Packed row counts are padded to a multiple of this (see the module docstring).
+ROW_MULTIPLE = 8
+#: Prompts run in chunks that start at multiples of this position; prefix-cache blocks must
+#: be a multiple of it. Part of what fixes the bits of a result: do not change lightly.
+PREFILL_CHUNK = 8
+
+
 @dataclass(frozen=True)
 class SequenceSlice:
-    """One sequence's part of a packed batch.
+    """A run of one sequence's new tokens in a packed batch.
 
-    ``rows`` new tokens start at row ``offset`` of the packed matrix; ``kv`` already holds
-    ``kv.length`` earlier tokens, so the new ones sit at positions ``kv.length ..``.
+    ``rows`` tokens start at row ``offset`` of the packed matrix and at position ``start`` of
+    the sequence; ``kv`` holds positions ``0 .. start-1`` (and receives these). Several slices
+    of one sequence (prompt chunks) appear in position order.
     """
 
     offset: int
     rows: int
+    start: int
     kv: SequenceKV
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """The model's input for one step; ``logit_rows`` are the rows whose logits are wanted."""
+
+    tokens: torch.Tensor
+    positions: torch.Tensor
+    slices: tuple[SequenceSlice, ...]
+    logit_rows: tuple[int, ...]
+
+
+def pack(
+    items: Sequence[tuple[Sequence[int], int, SequenceKV]],
+    chunk: int,
+    device: torch.device,
+) -> PackedBatch:
+    """Pack (new tokens, first position, cache) per sequence into one batch.
+
+    A run of several tokens is cut at positions that are multiples of ``chunk``, so its
+    chunks have the same shapes whatever part of it came from the prefix cache. The logits
+    of each item's last token are requested, in item order.
+    """
+    tokens: list[int] = []
+    positions: list[int] = []
+    slices: list[SequenceSlice] = []
+    logit_rows: list[int] = []
+    for new_tokens, start, kv in items:
+        position = start
+        remaining = list(new_tokens)
+        while remaining:
+            take = min(len(remaining), chunk - position % chunk)
+            slices.append(SequenceSlice(len(tokens), take, position, kv))
+            tokens.extend(remaining[:take])
+            positions.extend(range(position, position + take))
+            position += take
+            remaining = remaining[take:]
+        logit_rows.append(len(tokens) - 1)
+    return PackedBatch(
+        tokens=torch.tensor(tokens, dtype=torch.int64, device=device),
+        positions=torch.tensor(positions, dtype=torch.int64, device=device),
+        slices=tuple(slices),
+        logit_rows=tuple(logit_rows),
+    )
+
+
+def matmul_rows(x: torch.Tensor, weight: torch.Tensor, tiled: bool) -> torch.Tensor:
+    """x @ weight.T for x with a multiple of ROW_MULTIPLE rows; ``tiled``: in fixed tiles."""
+    if not tiled or x.shape[0] == ROW_MULTIPLE:
+        return x @ weight.T
+    tiles = [x[i : i + ROW_MULTIPLE] @ weight.T for i in range(0, x.shape[0], ROW_MULTIPLE)]
+    return torch.cat(tiles)
 
 
 class DecoderLayer(nn.Module):
@@ -156,32 +226,33 @@ class DecoderLayer(nn.Module):
         sin: torch.Tensor,
         slices: Sequence[SequenceSlice],
         layer: int,
+        tiled: bool = False,
     ) -> torch.Tensor:
         cfg = self.cfg
         rows = hidden.shape[0]
         h = rms_norm(hidden, self.attn_norm, cfg.rms_norm_eps)
-        qkv = h @ self.qkv.T
+        qkv = matmul_rows(h, self.qkv, tiled)
         q_out, kv_out = self.split[0], self.split[1]
         q, k, v = qkv[:, :q_out], qkv[:, q_out : q_out + kv_out], qkv[:, q_out + kv_out :]
         q = apply_rope(q.reshape(rows, cfg.num_heads, cfg.head_dim), cos, sin)
         k = apply_rope(k.reshape(rows, cfg.num_kv_heads, cfg.head_dim), cos, sin)
         v = v.reshape(rows, cfg.num_kv_heads, cfg.head_dim)
-        context = torch.cat(
-            [self._attend(q, k, v, s, layer) for s in slices], dim=0
-        )  # (rows, heads * head_dim), packed like the input
-        hidden = hidden + context @ self.o.T
+        context = hidden.new_zeros(rows, cfg.num_heads * cfg.head_dim)  # padding rows stay 0
+        for s in slices:
+            context[s.offset : s.offset + s.rows] = self._attend(q, k, v, s, layer)
+        hidden = hidden + matmul_rows(context, self.o, tiled)
         h = rms_norm(hidden, self.mlp_norm, cfg.rms_norm_eps)
-        gate_up = h @ self.gate_up.T
+        gate_up = matmul_rows(h, self.gate_up, tiled)
         gate, up = gate_up[:, : cfg.intermediate_size], gate_up[:, cfg.intermediate_size :]
-        out: torch.Tensor = hidden + (F.silu(gate) * up) @ self.down.T
+        out: torch.Tensor = hidden + matmul_rows(F.silu(gate) * up, self.down, tiled)
         return out
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s: SequenceSlice, layer: int
     ) -> torch.Tensor:
-        """Causal attention of one sequence's new tokens over its cache (written here)."""
+        """Causal attention of one slice's tokens over its sequence's cache (written here)."""
         cfg = self.cfg
-        n, start = s.rows, s.kv.length
+        n, start = s.rows, s.start
         end = start + n
         rows = slice(s.offset, s.offset + n)
         keys, values = s.kv.layer(layer)  # (kv_heads, capacity, head_dim) each
@@ -213,6 +284,8 @@ class LlamaModel(nn.Module):
         if not cfg.tie_word_embeddings:
             self.lm_head = nn.Parameter(torch.zeros(cfg.vocab_size, cfg.hidden_size), False)
         self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: Run the matrix products in fixed tiles (set by ``check_row_invariance``).
+        self.tiled = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -222,24 +295,23 @@ class LlamaModel(nn.Module):
     def device(self) -> torch.device:
         return self.embed.device
 
-    def forward(
-        self, tokens: torch.Tensor, positions: torch.Tensor, slices: Sequence[SequenceSlice]
-    ) -> torch.Tensor:
-        """Run the packed new tokens; return the logits of each slice's last token.
+    def forward(self, batch: PackedBatch) -> torch.Tensor:
+        """Run a packed batch; return the logits of ``batch.logit_rows``, (len, vocab).
 
-        ``tokens`` and ``positions`` are (T,) int64 on the model's device; ``slices`` tile
-        the T rows in order. Each slice's KV cache receives its new keys and values; the
-        caller advances ``kv.length`` afterwards. Returns (len(slices), vocab) logits.
+        Every slice's new keys and values are written into its cache; the caller advances
+        the caches' ``length``. Row counts are padded to a multiple of ROW_MULTIPLE with
+        rows that belong to no sequence.
         """
+        tokens, positions = _pad_rows(batch.tokens), _pad_rows(batch.positions)
         cos, sin = self._rope(positions)
         hidden = self.embed[tokens]
         for index, layer in enumerate(self.layers):
-            hidden = layer(hidden, cos, sin, slices, index)
-        last = torch.tensor([s.offset + s.rows - 1 for s in slices], device=tokens.device)
+            hidden = layer(hidden, cos, sin, batch.slices, index, self.tiled)
+        last = _pad_rows(torch.tensor(batch.logit_rows, device=tokens.device))
         final = rms_norm(hidden[last], self.norm, self.cfg.rms_norm_eps)
         head = self.embed if self.lm_head is None else self.lm_head
-        logits: torch.Tensor = final @ head.T
-        return logits
+        logits = matmul_rows(final, head, self.tiled)
+        return logits[: len(batch.logit_rows)]
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of each position's rotation angles, (T, head_dim), from a table.
@@ -249,7 +321,12 @@ class LlamaModel(nn.Module):
         """
         needed = int(positions.max()) + 1 if positions.numel() else 1
         table = self._rope_cache
-        if table is None or table[0].shape[0] < needed or table[0].device != positions.device:
+        if (
+            table is None
+            or table[0].shape[0] < needed
+            or table[0].device != self.device
+            or table[0].dtype != self.dtype
+        ):
             size = max(needed, 1024)
             half = self.cfg.head_dim // 2
             exponents = torch.arange(half, dtype=torch.float64) * 2 / self.cfg.head_dim
@@ -302,3 +379,48 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos[:, None, :] + rotated * sin[:, None, :]
+
+
+def _pad_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with zeros appended to a multiple of ROW_MULTIPLE rows (at least one multiple)."""
+    rows = x.shape[0]
+    padded = max(ROW_MULTIPLE, -(-rows // ROW_MULTIPLE) * ROW_MULTIPLE)
+    if padded == rows:
+        return x
+    return torch.cat([x, x.new_zeros((padded - rows, *x.shape[1:]))])
+
+
+def check_row_invariance(model: LlamaModel, seed: int = 0) -> str:
+    """Probe the BLAS on the model's weight shapes and choose how to call it; return the mode.
+
+    - "one-call": each row of x @ W.T has the same bits at every padded row count and offset
+      tried (8..56 rows against one 64-row product), so one product per step is invariant.
+    - "tiled": not so, but in fixed 8-row products a row's bits do not depend on its place in
+      the tile: the products run tile by tile (identical calls).
+    - "none": neither holds; outputs may depend on batch companions in the last bits (rare
+      argmax flips). Logged by the caller.
+    Sets ``model.tiled`` (True unless "one-call").
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weights = [model.embed if model.lm_head is None else model.lm_head]
+    first = model.layers[0]
+    assert isinstance(first, DecoderLayer)
+    weights += [first.qkv, first.o, first.gate_up, first.down]
+    cases = [(8, 0), (8, 8), (8, 56), (16, 0), (16, 24), (24, 8), (40, 16), (56, 0)]
+    one_call = tiles = True
+    with torch.inference_mode():
+        for weight in weights:
+            x = torch.randn(64, weight.shape[1], generator=generator, dtype=torch.float64)
+            x = x.to(weight.device, weight.dtype)
+            full = x @ weight.T
+            for rows, offset in cases:
+                part = x[offset : offset + rows] @ weight.T
+                one_call &= torch.equal(part, full[offset : offset + rows])
+            tile = x[:ROW_MULTIPLE] @ weight.T
+            for shift in range(1, ROW_MULTIPLE):
+                moved = x[:ROW_MULTIPLE].roll(shift, dims=0) @ weight.T
+                tiles &= torch.equal(moved.roll(-shift, dims=0), tile)
+    model.tiled = not one_call
+    if one_call:
+        return "one-call"
+    return "tiled" if tiles else "none"

@@ -8,6 +8,7 @@ float64 (exactly) on CUDA when present, else the CPU, and caches the result per 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from worker.llm.artefacts import CONFIG_FILE, GENERATION_FILE, TOKENIZER_FILE, WEIGHTS_FILE
-from worker.llm.model import LlamaConfig, LlamaModel
+from worker.llm.model import LlamaConfig, LlamaModel, check_row_invariance
 from worker.llm.request import (
     MAX_NEW_TOKENS,
     MAX_PROMPT_TOKENS,
@@ -30,6 +31,8 @@ from worker.llm.tokenizer import TextCodec
 from worker.models.common import pick_device
 from worker.models.errors import ArtifactError, InvalidInput
 from worker.models.manifest import ModelManifest
+
+log = logging.getLogger(__name__)
 
 #: The dtype canonical results are computed in (docs/llm.md).
 CANONICAL_DTYPE = torch.float64
@@ -72,8 +75,12 @@ class LoadedLLM:
         codec: TextCodec,
         spec: GenerationSpec,
         model_dir: Path | None = None,
+        batch_invariance: str = "unchecked",
     ) -> None:
         self.manifest = manifest
+        #: How the matrix products are made row-invariant ("one-call", "tiled", "none");
+        #: see ``model.check_row_invariance``.
+        self.batch_invariance = batch_invariance
         #: The artefact folder it was loaded from (None for models made in memory).
         self.model_dir = model_dir
         self.config = config
@@ -175,10 +182,19 @@ def load_llm(
             model = LlamaModel(config)
         model.load_transformers_state(load_file(str(model_dir / WEIGHTS_FILE)), assign=True)
         model = model.to(device=dev, dtype=dtype).eval()
+        mode = check_row_invariance(model)
+        if mode == "none":
+            log.warning(
+                "%s on %s/%s: the BLAS is not row-invariant; greedy ids may depend on batch "
+                "companions in rare near-ties",
+                name,
+                dev,
+                dtype,
+            )
         codec = TextCodec.from_files(
             model_dir / TOKENIZER_FILE, spec.chat_template, spec.template_vars
         )
-        loaded = LoadedLLM(manifest, config, model, codec, spec, model_dir)
+        loaded = LoadedLLM(manifest, config, model, codec, spec, model_dir, mode)
         _cache[key] = loaded
         return loaded
 
