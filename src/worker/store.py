@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Enum, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from market.db import Base, make_engine, make_sessions
 from market.db.txstore import ChainTx
@@ -55,7 +55,12 @@ class IllegalTransition(Exception):
         super().__init__(f"node job cannot move from {frm} to {to}")
 
 
-class NodeJob(Base):
+class NodeBase(DeclarativeBase):
+    """The node's own tables: node-local state, not part of the market database's schema
+    (which Alembic migrates); created on start with ``create_all``."""
+
+
+class NodeJob(NodeBase):
     """One on-chain job as this node knows it."""
 
     __tablename__ = "node_jobs"
@@ -86,7 +91,7 @@ class NodeJob(Base):
     updated_at: Mapped[float] = mapped_column(Float, default=time.time, onupdate=time.time)
 
 
-class Cursor(Base):
+class Cursor(NodeBase):
     """How far a follower has read the chain."""
 
     __tablename__ = "node_cursors"
@@ -100,10 +105,12 @@ class NodeStore:
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = make_engine(url)
-        tables = [Base.metadata.tables[t.__tablename__] for t in (NodeJob, Cursor, ChainTx)]
         for attempt in range(5):
             try:
-                Base.metadata.create_all(self.engine, tables=tables)
+                NodeBase.metadata.create_all(self.engine)
+                Base.metadata.create_all(
+                    self.engine, tables=[Base.metadata.tables[ChainTx.__tablename__]]
+                )
                 break
             except OperationalError as exc:  # another process of the node created them first
                 if "already exists" not in str(exc) or attempt == 4:
