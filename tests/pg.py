@@ -3,8 +3,8 @@
 The server is ``VERIMARKET_TEST_PG`` (default ``postgresql://postgres@127.0.0.1:5432/test``,
 an existing database used only to create and drop others). Each database is named
 ``vm_<uuid>`` and dropped (connections forced closed) when the test ends. Without a reachable
-server the tests that need one are skipped, unless ``VERIMARKET_REQUIRE_PG=1`` makes that a
-failure.
+server the tests that need one fail with a message that says so: PostgreSQL is a required
+part of the test setup, never silently skipped.
 
 Import the fixtures into a test module (they register under the names ``pg_server``,
 ``pg_databases`` and ``pg_url``)::
@@ -62,15 +62,16 @@ def drop_database(url: str) -> None:
 
 @pytest.fixture(scope="session", name="pg_server")
 def pg_server_fixture() -> str:
-    """The admin URL of a reachable server, or skip."""
+    """The admin URL of a reachable server; the tests fail (never skip) without one."""
     engine = _admin_engine()
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        if os.environ.get("VERIMARKET_REQUIRE_PG"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {exc.orig}")
+        pytest.fail(
+            f"PostgreSQL not reachable at {ADMIN_URL}: {exc.orig}. These tests need a real "
+            "server (README: PostgreSQL on 127.0.0.1:5432, user postgres, trust auth)."
+        )
     finally:
         engine.dispose()
     return ADMIN_URL
