@@ -233,6 +233,22 @@ def nodes_page(request: Request, session: SessionDep) -> Response:
     )
 
 
+def _recent_jobs(session: Any, *, node: str | None = None, model: str | None = None) -> Any:
+    """The newest page of jobs of one node or one model (the node and model pages)."""
+    return jobs_api.list_jobs(
+        session,
+        state=None,
+        model=model,
+        node=node,
+        agent=None,
+        payer=None,
+        limit=PAGE_SIZE,
+        cursor=None,
+        offset=0,
+        order="desc",
+    )
+
+
 @router.get("/nodes/{address}", response_class=Response)
 def node_page(address: str, request: Request, session: SessionDep) -> Response:
     """One node: its stake and record, models and prices, slashes and recent jobs."""
@@ -244,18 +260,7 @@ def node_page(address: str, request: Request, session: SessionDep) -> Response:
             raise PageError(exc.status_code, f"no node {checksummed} in the index") from None
     except PageError as exc:
         return error_page(request, session, exc)
-    recent = jobs_api.list_jobs(
-        session,
-        state=None,
-        model=None,
-        node=checksummed,
-        agent=None,
-        payer=None,
-        limit=PAGE_SIZE,
-        cursor=None,
-        offset=0,
-        order="desc",
-    )
+    recent = _recent_jobs(session, node=checksummed)
     return render(
         request,
         session,
@@ -300,18 +305,7 @@ def model_page(model_id: str, request: Request, session: SessionDep, ctx: Contex
             raise PageError(exc.status_code, f"no model {mid} in the index") from None
     except PageError as exc:
         return error_page(request, session, exc)
-    recent = jobs_api.list_jobs(
-        session,
-        state=None,
-        model=mid,
-        node=None,
-        agent=None,
-        payer=None,
-        limit=PAGE_SIZE,
-        cursor=None,
-        offset=0,
-        order="desc",
-    )
+    recent = _recent_jobs(session, model=mid)
     stats = next((m for m in _stats(ctx, session).per_model if m.model_id == mid), None)
     return render(
         request,
