@@ -211,6 +211,26 @@ def report(title: str, lat: dict[str, list[float]], wall: float, errors: int) ->
         )
 
 
+def start_api_server(url: str, data_dir: str) -> tuple[subprocess.Popen[bytes], int]:
+    """One uvicorn process of the market API on ``url``'s database, on a free loopback
+    port, with rate limits lifted (the load is the point). Returns (process, port)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "VERIMARKET_DATABASE_URL": url,
+        "VERIMARKET_DATA": data_dir,
+        "VERIMARKET_API_RATE_PER_S": "1000000",
+        "VERIMARKET_API_RATE_BURST": "1000000",
+        "VERIMARKET_API_CHAIN_ID": "31337",
+    }
+    code = (
+        "import uvicorn; from market.api.app import create_app; "
+        f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', "
+        "timeout_keep_alive=60, backlog=4096)"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], env=env), port
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=50)
@@ -222,21 +242,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = sqlite_url(Path(tmp) / "market.sqlite")
         models, nodes = seed(url, args.jobs, rng)
-        port = free_port()
-        env = {
-            **os.environ,
-            "VERIMARKET_DATABASE_URL": url,
-            "VERIMARKET_DATA": tmp,
-            "VERIMARKET_API_RATE_PER_S": "1000000",
-            "VERIMARKET_API_RATE_BURST": "1000000",
-            "VERIMARKET_API_CHAIN_ID": "31337",
-        }
-        code = (
-            "import uvicorn; from market.api.app import create_app; "
-            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', "
-            "timeout_keep_alive=60, backlog=4096)"
-        )
-        server = subprocess.Popen([sys.executable, "-c", code], env=env)
+        server, port = start_api_server(url, tmp)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30

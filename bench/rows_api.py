@@ -8,10 +8,8 @@ and reports the read mix beside its baseline, ``GET /health`` alone at the same 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,7 +36,7 @@ def _wait_up(base: str, server: subprocess.Popen[bytes]) -> None:
 
 
 def api_row(clients: int, requests: int, jobs: int, seed: int = 7) -> RowResult:
-    from bench.api_load import drive, free_port, pct
+    from bench.api_load import drive, pct, start_api_server
     from bench.api_load import seed as seed_db
     from market.db import sqlite_url
 
@@ -46,21 +44,7 @@ def api_row(clients: int, requests: int, jobs: int, seed: int = 7) -> RowResult:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         url = sqlite_url(Path(tmp) / "market.sqlite")
         models, nodes = seed_db(url, jobs, rng)
-        port = free_port()
-        env = {
-            **os.environ,
-            "VERIMARKET_DATABASE_URL": url,
-            "VERIMARKET_DATA": tmp,
-            "VERIMARKET_API_RATE_PER_S": "1000000",
-            "VERIMARKET_API_RATE_BURST": "1000000",
-            "VERIMARKET_API_CHAIN_ID": "31337",
-        }
-        code = (
-            "import uvicorn; from market.api.app import create_app; "
-            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', "
-            "timeout_keep_alive=60, backlog=4096)"
-        )
-        server = subprocess.Popen([sys.executable, "-c", code], env=env)
+        server, port = start_api_server(url, tmp)
         try:
             _wait_up(f"http://127.0.0.1:{port}", server)
             mix: list[tuple[str, Callable[[], str]]] = [
