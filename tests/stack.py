@@ -62,11 +62,16 @@ class Stack:
     def wait_terminal(
         self, ids: list[int], timeout: float = 180.0, check_alive: bool = True
     ) -> dict[int, JobStatus]:
+        """Wait until every job in ``ids`` is terminal. Once every one still open is
+        committed, chain time jumps past the challenge window (the settlement service then
+        finalizes them on its own) instead of the test sitting through it in wall time."""
         deadline = time.monotonic() + timeout
         while True:
             statuses = {j: self.agent.job(j).status for j in ids}
             if all(s.terminal for s in statuses.values()) or time.monotonic() > deadline:
                 return statuses
+            if all(s.terminal or s is JobStatus.COMMITTED for s in statuses.values()):
+                self.chain.warp(self.chain.deployment.params.challenge_window + 1)
             if check_alive:
                 for c in self.children:
                     assert c.alive(), f"{c.name} died:\n{c.tail()}"

@@ -31,6 +31,7 @@ class RpcFaultProxy:
         self.plan = plan
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
+        self._logs_calls = 0
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -59,6 +60,13 @@ class RpcFaultProxy:
 
     def _pick(self, method: str) -> str | None:
         with self._lock:
+            if method == "eth_getLogs":
+                self._logs_calls += 1
+                if self._logs_calls % 4 == 0:
+                    # every fourth log query is refused as too large, whatever the dice say,
+                    # so the narrowing path runs on every run, not only on lucky ones
+                    self.plan.injected["too-many"] += 1
+                    return "too-many"
             if self._rng.random() >= self.plan.rate:
                 return None
             kinds = ["timeout", "429"] + (["too-many"] if method == "eth_getLogs" else [])
