@@ -136,12 +136,17 @@ def node_run(
     import threading
 
     from market.config import get_settings
-    from worker.celery_app import enqueue_infer
+    from worker.celery_app import enqueue_generate, enqueue_infer
     from worker.node import NodeService
 
     s = get_settings()
     svc = NodeService(
-        s, _load_deployment(deployment), _key(key, "running a node"), model, enqueue_infer
+        s,
+        _load_deployment(deployment),
+        _key(key, "running a node"),
+        model,
+        enqueue_infer,
+        enqueue_generate=enqueue_generate,
     )
     svc.setup()
     stop = threading.Event()
@@ -172,14 +177,20 @@ def node_register(
     from market.chain.market import Market
     from market.config import get_settings
     from market.errors import ConfigError
+    from worker.generative import GenerativeInputCheck, is_generative
     from worker.models import load_model
+
+    def manifest_of(name: str) -> Any:
+        if is_generative(name):  # no weights needed to register a price
+            return GenerativeInputCheck(get_settings().artifacts, name).manifest
+        return load_model(get_settings().artifacts, name).manifest
 
     dep = _load_deployment(deployment)
     m = Market(ChainClient(dep.rpc_url, _key(key, "registering a node")), dep)
     # check everything first, so a refusal leaves nothing half-done on chain
     if price <= 0:
         raise ConfigError("--price must be a positive number of wei")
-    manifests = [load_model(get_settings().artifacts, name).manifest for name in model or []]
+    manifests = [manifest_of(name) for name in model or []]
     for man in manifests:
         if not m.is_model_registered(man.model_id_bytes):
             raise ConfigError(
@@ -203,7 +214,9 @@ def node_register(
 @friendly
 def worker(
     concurrency: Annotated[int, typer.Option(help="concurrent tasks (threads)")] = 32,
-    queues: Annotated[str, typer.Option(help="queues to consume")] = "infer",
+    queues: Annotated[
+        str, typer.Option(help="queues to consume (infer: classifiers, generate: LLM jobs)")
+    ] = "infer,generate",
     loglevel: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Run a Celery inference worker (threads pool: tasks meet in one batcher)."""

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     rpc_timeout_s: float = 30.0
     #: seconds Redis keeps a delivered, unacknowledged task before delivering it again
     broker_visibility_s: float = 300.0
+    #: Redis holding the token streams of generative jobs (docs/llm.md); unset: the broker's
+    #: when that is Redis, else no streaming. Keys carry ``broker_prefix``.
+    stream_url: str | None = None
+    #: seconds a job's token stream is kept after its last event
+    stream_ttl_s: int = 3600
+    #: longest the API's stream route waits for a job's first event (seconds)
+    stream_wait_s: float = 300.0
     # --- market API (`verimarket api`) ---
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -71,6 +78,13 @@ class Settings(BaseSettings):
 
     def broker(self) -> str:
         return self.broker_url or "vmfs://"
+
+    def streams(self) -> str | None:
+        """The Redis URL of generative jobs' token streams, or None (streaming off)."""
+        if self.stream_url:
+            return self.stream_url
+        broker = self.broker()
+        return broker if broker.startswith(("redis://", "rediss://")) else None
 
     def node_db(self) -> str:
         if self.node_database_url:

@@ -19,6 +19,7 @@ from celery.signals import worker_ready
 from market.blobs import BlobStore
 from market.config import get_settings
 from worker import fstransport
+from worker.generative import GenerativeRuntime, is_generative
 from worker.jobs import MAX_ATTEMPTS, JobContext, Outcome, run_job
 from worker.runtime import Runtime
 from worker.store import NodeStore
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 INFER_QUEUE = "infer"
 PROVE_QUEUE = "prove"
 INFER_TASK = "verimarket.infer"
+GENERATE_QUEUE = "generate"
+GENERATE_TASK = "verimarket.generate"
 
 
 def make_celery() -> Celery:
@@ -42,7 +45,10 @@ def make_celery() -> Celery:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 4,
         "task_default_queue": INFER_QUEUE,
-        "task_routes": {INFER_TASK: {"queue": INFER_QUEUE}},
+        "task_routes": {
+            INFER_TASK: {"queue": INFER_QUEUE},
+            GENERATE_TASK: {"queue": GENERATE_QUEUE},
+        },
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
@@ -97,6 +103,21 @@ def infer(self: Any, job_id: int) -> str:
     return outcome.value
 
 
+@cache
+def generative() -> GenerativeRuntime:
+    """The per-process generative runtime: one continuous-batching engine per model."""
+    return GenerativeRuntime(get_settings(), context())
+
+
+@app.task(name=GENERATE_TASK, bind=True, max_retries=MAX_ATTEMPTS, acks_late=True)  # type: ignore[untyped-decorator]
+def generate(self: Any, job_id: int) -> str:
+    """Run generative job ``job_id`` in this process's engine (see worker.generative)."""
+    outcome = generative().run(job_id)
+    if outcome is Outcome.RETRY:
+        raise self.retry(countdown=0.5 * 2**self.request.retries)
+    return outcome.value
+
+
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _warm_up(**_: Any) -> None:
     """Load the models before taking work, then say so (the demo waits for this file)."""
@@ -107,6 +128,9 @@ def _warm_up(**_: Any) -> None:
         torch.set_num_threads(s.torch_threads)
     ctx = context()
     for name in s.warm():
+        if is_generative(name):
+            generative().loop(name)
+            continue
         model = ctx.runtime.model(name)
         log.info("warmed %s on %s", name, model.device)
     s.data.mkdir(parents=True, exist_ok=True)
@@ -115,3 +139,7 @@ def _warm_up(**_: Any) -> None:
 
 def enqueue_infer(job_id: int) -> None:
     infer.apply_async((job_id,), queue=INFER_QUEUE)
+
+
+def enqueue_generate(job_id: int) -> None:
+    generate.apply_async((job_id,), queue=GENERATE_QUEUE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -72,16 +73,23 @@ def start_attempt(store: NodeStore, job_id: int) -> NodeJob | None:
     return None
 
 
-def run_job(ctx: JobContext, job_id: int) -> Outcome:
-    """Run one claimed job's inference and record its canonical result."""
+def run_job(
+    ctx: JobContext, job_id: int, compute: Callable[[NodeJob], bytes] | None = None
+) -> Outcome:
+    """Run one claimed job's inference and record its canonical result.
+
+    ``compute(job)`` gives the canonical output bytes (default: the classifier runtime's
+    batcher; generative jobs pass their engine's, see worker.generative)."""
     job = start_attempt(ctx.store, job_id)
     if job is None:
         current = ctx.store.get(job_id)
         return Outcome.UNKNOWN if current is None else Outcome.ALREADY_DONE
     try:
-        array = ctx.runtime.infer(job.model_name, job.input).result(timeout=INFER_TIMEOUT_S)
-        model = ctx.runtime.model(job.model_name)
-        output = model.canonical_output(array)
+        if compute is not None:
+            output = compute(job)
+        else:
+            array = ctx.runtime.infer(job.model_name, job.input).result(timeout=INFER_TIMEOUT_S)
+            output = ctx.runtime.model(job.model_name).canonical_output(array)
     except InvalidInput as exc:
         ctx.store.transition([job_id], S.RUNNING, S.FAILED, error=str(exc))
         return Outcome.FAILED

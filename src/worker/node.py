@@ -22,6 +22,8 @@ from market.chain.types import Deployment
 from market.config import Settings
 from market.errors import ChainError, ConfigError
 from worker.committer import Committer
+from worker.generative import GenerativeInputCheck, is_generative
+from worker.models import LoadedModel
 from worker.poller import Poller, PollerConfig, ServedModel
 from worker.runtime import Runtime
 from worker.store import NodeJobState, NodeStore
@@ -55,11 +57,14 @@ class NodeService:
     private_key: str
     models: Sequence[str]
     enqueue: Callable[[int], None]
+    #: where generative jobs go (the ``generate`` queue); None: with the others
+    enqueue_generate: Callable[[int], None] | None = None
     poll_interval: float = 0.05
     commit_interval: float = 0.02
     gas: GasPolicy = field(default_factory=GasPolicy)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _generative: set[str] = field(default_factory=set)
 
     def setup(self) -> None:
         client = ChainClient(
@@ -70,8 +75,15 @@ class NodeService:
         self.txm = TxManager(client, self.store.sessions, self.gas)
         runtime = Runtime(self.settings.artifacts, device="cpu")
         served = []
+        self._generative = {name for name in self.models if is_generative(name)}
         for name in self.models:
-            model = runtime.model(name)
+            model: LoadedModel | GenerativeInputCheck
+            if name in self._generative:
+                model = GenerativeInputCheck(self.settings.artifacts, name)
+                check: Callable[[bytes], object] = model
+            else:
+                model = runtime.model(name)
+                check = model.decode_input
             model_id = model.manifest.model_id_bytes
             price = retrying(partial(self.market.price_of, client.address, model_id))
             if price is None:
@@ -79,7 +91,7 @@ class NodeService:
                     f"node {client.address} does not serve {name} on chain; run "
                     f"`verimarket node register --model {name} --price WEI` first"
                 )
-            served.append(ServedModel(model_id, name, price, model.decode_input))
+            served.append(ServedModel(model_id, name, price, check))
         index = None
         if self.settings.poller_source == "index":
             from market.db import make_engine, make_sessions
@@ -87,12 +99,21 @@ class NodeService:
 
             index = make_sessions(make_engine(database_url(self.settings)))
         self.poller = Poller(
-            self.market, self.txm, self.store, served, self.enqueue, PollerConfig(), index=index
+            self.market, self.txm, self.store, served, self.route, PollerConfig(), index=index
         )
         self.committer = Committer(
             self.market, self.txm, self.store, max_batch=self.settings.batch_max
         )
         retrying(self.recover)
+
+    def route(self, job_id: int) -> None:
+        """Queue a claimed job for its kind of worker (generative jobs: their own queue)."""
+        if self.enqueue_generate is not None and self._generative:
+            job = self.store.get(job_id)
+            if job is not None and job.model_name in self._generative:
+                self.enqueue_generate(job_id)
+                return
+        self.enqueue(job_id)
 
     def recover(self) -> None:
         """Finish what a previous run left: pending transactions, half-moved jobs, lost tasks."""
@@ -102,7 +123,7 @@ class NodeService:
         self.committer.recover()
         for state in (NodeJobState.CLAIMED, NodeJobState.RUNNING):
             for job_id in self.store.ids_in(state, limit=100_000):
-                self.enqueue(job_id)
+                self.route(job_id)
 
     def sweep(self) -> int:
         """Re-queue claimed jobs no worker has finished within the lease (a lost task, a
@@ -115,7 +136,7 @@ class NodeService:
             if max(j.claimed_at or 0, j.started_at or 0, j.updated_at or 0) < cutoff
         ]
         for job_id in again:
-            self.enqueue(job_id)
+            self.route(job_id)
         if again:
             self.store.stamp(again, updated_at=time.time())
             log.info("re-queued %d jobs past their lease", len(again))

@@ -21,7 +21,7 @@ from market.api.explorer import router as explorer_router
 from market.api.limits import BodyLimitMiddleware, RateLimitMiddleware, TokenBuckets
 from market.api.metrics import ApiMetrics, MetricsMiddleware
 from market.api.queries import index_gauges
-from market.api.routers import auth, blobs, health, jobs, metrics, models, nodes, stats
+from market.api.routers import auth, blobs, health, jobs, metrics, models, nodes, stats, stream
 from market.api.schemas import error_responses
 from market.api.siwe import NonceStore
 from market.api.tokens import TokenSigner
@@ -101,6 +101,7 @@ def create_app(
     app.add_exception_handler(InterfaceError, database_unavailable)
     for router in (
         jobs.router,
+        stream.router,
         nodes.router,
         models.router,
         stats.router,

@@ -60,6 +60,34 @@ class GenerationSpec:
         )
 
 
+def check_prompt(
+    ids: tuple[int, ...],
+    request: GenerationRequest,
+    spec: GenerationSpec,
+    max_positions: int,
+    name: str,
+) -> tuple[int, ...]:
+    """``ids`` if a request with these prompt ids fits the model's limits, else InvalidInput.
+
+    Shared by the worker (``LoadedLLM.prompt_ids``) and the node's poller, which checks a
+    job before claiming it without loading the weights (``worker.generative``).
+    """
+    if not ids:
+        raise InvalidInput("the prompt has no tokens", name)
+    if len(ids) > spec.max_prompt_tokens:
+        raise InvalidInput(
+            f"the prompt has {len(ids)} tokens, at most {spec.max_prompt_tokens} are allowed",
+            name,
+        )
+    if request.max_new_tokens > spec.max_new_tokens:
+        raise InvalidInput(
+            f"max_new_tokens {request.max_new_tokens} is over {spec.max_new_tokens}", name
+        )
+    if len(ids) + request.max_new_tokens > max_positions:
+        raise InvalidInput(f"prompt + max_new_tokens exceed the context of {max_positions}", name)
+    return ids
+
+
 class LoadedLLM:
     """A verified generative model on one device: tokenizer, weights, limits.
 
@@ -106,26 +134,9 @@ class LoadedLLM:
 
     def prompt_ids(self, request: GenerationRequest) -> tuple[int, ...]:
         """The prompt's token ids; InvalidInput if it is empty or too long."""
-        ids = self.codec.prompt_ids(request)
-        if not ids:
-            raise InvalidInput("the prompt has no tokens", self.name)
-        if len(ids) > self.spec.max_prompt_tokens:
-            raise InvalidInput(
-                f"the prompt has {len(ids)} tokens, at most {self.spec.max_prompt_tokens} are "
-                "allowed",
-                self.name,
-            )
-        if request.max_new_tokens > self.spec.max_new_tokens:
-            raise InvalidInput(
-                f"max_new_tokens {request.max_new_tokens} is over {self.spec.max_new_tokens}",
-                self.name,
-            )
-        if len(ids) + request.max_new_tokens > self.config.max_positions:
-            raise InvalidInput(
-                f"prompt + max_new_tokens exceed the context of {self.config.max_positions}",
-                self.name,
-            )
-        return ids
+        return check_prompt(
+            self.codec.prompt_ids(request), request, self.spec, self.config.max_positions, self.name
+        )
 
     def text(self, token_ids: Sequence[int]) -> str:
         """The text of generated ids (special tokens such as the stop token left out)."""
