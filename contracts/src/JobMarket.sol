@@ -383,7 +383,7 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         if (!fromVault) _credit(payer, refund);
         emit JobFinalized(jobId, node, nodePayout, fee, refund);
 
-        nodeRegistry.unlockCollateral(node, collateral);
+        if (collateral != 0) nodeRegistry.unlockCollateral(node, collateral);
         if (fromVault && refund != 0) paymentVault.refund{value: refund}(payer);
     }
 
@@ -599,6 +599,57 @@ contract JobMarket is IJobMarket, Ownable2Step, ReentrancyGuardTransient {
         for (uint256 i; i < n; ++i) {
             _callback(jobIds[i], resultHashes[i], outputs[i]);
         }
+    }
+
+    /// @inheritdoc IJobMarket
+    /// @dev Mode None jobs only, until the deadline (inclusive). The reference must be Settled
+    ///      (its window passed undisputed, or its verification held), so the answer is a result
+    ///      the market already accepted for the same model and input; the output is checked
+    ///      against the reference's result hash. Not nonReentrant, like `commitResult`: the job
+    ///      is settled before the consumer is called.
+    function answerFromCache(uint256 jobId, uint256 refJobId, bytes calldata output, string calldata outputURI)
+        external
+    {
+        Job storage job = _jobs[jobId];
+        bytes32 resultHash = _cacheReference(jobId, job, refJobId);
+        if (output.length != 0) {
+            bytes32 actual = keccak256(output);
+            if (actual != resultHash) revert OutputHashMismatch(resultHash, actual);
+        } else if (bytes(outputURI).length == 0) {
+            revert MissingOutput();
+        }
+        (bool offered, uint256 price) = nodeRegistry.cachePriceOf(msg.sender, job.modelId);
+        if (!offered) revert CacheNotOffered(msg.sender, job.modelId);
+        if (price > job.maxFee) revert PriceAboveMaxFee(jobId, price, job.maxFee);
+
+        job.node = msg.sender;
+        // forge-lint: disable-next-line(unsafe-typecast)
+        job.price = uint96(price); // price <= maxFee, a uint96
+        job.resultHash = resultHash;
+        emit ResultCommitted(jobId, msg.sender, resultHash, output, outputURI, block.timestamp);
+        emit JobAnsweredFromCache(jobId, refJobId, msg.sender, price);
+        _finalize(jobId, job);
+        _callback(jobId, resultHash, output);
+    }
+
+    /// @notice Checks that Open mode-None job `jobId` (before its deadline) may be answered
+    ///         from Settled job `refJobId` of the same model and input.
+    /// @param jobId The job to answer.
+    /// @param job Its storage.
+    /// @param refJobId The reference job.
+    /// @return The reference's result hash.
+    function _cacheReference(uint256 jobId, Job storage job, uint256 refJobId) internal view returns (bytes32) {
+        _requireStatus(jobId, job.status, JobStatus.Open);
+        if (job.mode != VerificationMode.None) revert UnsupportedVerificationMode(job.mode);
+        uint256 deadline = job.deadline;
+        // forge-lint: disable-next-line(block-timestamp)
+        if (block.timestamp > deadline) revert DeadlinePassed(jobId, deadline);
+        Job storage ref = _jobs[refJobId];
+        _requireStatus(refJobId, ref.status, JobStatus.Settled);
+        if (ref.modelId != job.modelId || ref.inputHash != job.inputHash) {
+            revert CacheReferenceMismatch(jobId, refJobId);
+        }
+        return ref.resultHash;
     }
 
     // ---------------------------------------------------------------- external: anyone

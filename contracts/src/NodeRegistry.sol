@@ -50,6 +50,9 @@ contract NodeRegistry is INodeRegistry, ReentrancyGuard {
     /// @dev Models each node serves, with their prices.
     mapping(address node => mapping(bytes32 modelId => Offer)) private _offers;
 
+    /// @dev Cache-answer prices per node and model (0: no cache answers).
+    mapping(address node => mapping(bytes32 modelId => uint256 price)) private _cachePrices;
+
     // ---------------------------------------------------------------- modifiers
 
     /// @dev Reverts NotMarket unless the caller is the bound market.
@@ -146,7 +149,18 @@ contract NodeRegistry is INodeRegistry, ReentrancyGuard {
         if (!_offers[msg.sender][modelId].served) revert ModelNotServed(msg.sender, modelId);
 
         delete _offers[msg.sender][modelId];
+        delete _cachePrices[msg.sender][modelId];
         emit ModelRemoved(msg.sender, modelId);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function setCachePrice(bytes32 modelId, uint256 price) external onlyNode {
+        Offer memory offer = _offers[msg.sender][modelId];
+        if (!offer.served) revert ModelNotServed(msg.sender, modelId);
+        if (price > offer.price) revert CachePriceAboveModelPrice(msg.sender, modelId, price, offer.price);
+
+        _cachePrices[msg.sender][modelId] = price;
+        emit CachePriceSet(msg.sender, modelId, price);
     }
 
     // ---------------------------------------------------------------- external: market
@@ -223,5 +237,13 @@ contract NodeRegistry is INodeRegistry, ReentrancyGuard {
     function priceOf(address node, bytes32 modelId) external view returns (bool served, uint256 price) {
         Offer memory offer = _offers[node][modelId];
         return (offer.served, offer.price);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function cachePriceOf(address node, bytes32 modelId) external view returns (bool offered, uint256 price) {
+        Offer memory offer = _offers[node][modelId];
+        price = _cachePrices[node][modelId];
+        offered = offer.served && price != 0;
+        if (price > offer.price) price = offer.price;
     }
 }

@@ -120,6 +120,10 @@ interface IJobMarket {
         uint256 indexed jobId, uint256 refund, uint256 slashed, uint256 compensation, address indexed beneficiary
     );
 
+    /// @notice Open job `jobId` was answered by `node` from its result cache with the result of
+    ///         settled job `refJobId` (same model and input), at the node's cache price.
+    event JobAnsweredFromCache(uint256 indexed jobId, uint256 indexed refJobId, address indexed node, uint256 price);
+
     error JobNotFound(uint256 jobId);
     error InvalidJobStatus(uint256 jobId, JobStatus status);
     error ModelNotRegistered(bytes32 modelId);
@@ -163,6 +167,10 @@ interface IJobMarket {
     error VerificationModeMismatch(uint256 jobId, VerificationMode mode);
     /// @notice Zk job `jobId`'s verification is not satisfied yet (proofs or attestation).
     error NotVerified(uint256 jobId);
+    /// @notice Reference job `refJobId` has another model or input hash than job `jobId`.
+    error CacheReferenceMismatch(uint256 jobId, uint256 refJobId);
+    /// @notice `node` does not answer `modelId` jobs from its cache (NodeRegistry.cachePriceOf).
+    error CacheNotOffered(address node, bytes32 modelId);
 
     // ---------------------------------------------------------------- requester
     function submitJob(JobRequest calldata request) external payable returns (uint256 jobId);
@@ -195,6 +203,11 @@ interface IJobMarket {
         string calldata outputURI,
         uint256[] calldata boundaryHashes
     ) external;
+
+    /// @notice Answers Open job `jobId` at once with the result of Settled job `refJobId` (same
+    ///         model and input hash), at msg.sender's cache price: the job settles in the same
+    ///         call (no claim, no collateral, no window), then the consumer is called.
+    function answerFromCache(uint256 jobId, uint256 refJobId, bytes calldata output, string calldata outputURI) external;
 
     // ---------------------------------------------------------------- verification module
     /// @notice Slashes a Committed or Disputed job's node for a failed verification (module

@@ -32,6 +32,8 @@ interface INodeRegistry {
     event ModelPriceSet(address indexed node, bytes32 indexed modelId, uint256 price);
     /// @notice `node` no longer serves `modelId`.
     event ModelRemoved(address indexed node, bytes32 indexed modelId);
+    /// @notice `node` answers repeated jobs of `modelId` from its result cache at `price` (0: stopped).
+    event CachePriceSet(address indexed node, bytes32 indexed modelId, uint256 price);
     /// @notice The market locked `amount` of `node`'s stake as job collateral.
     event CollateralLocked(address indexed node, uint256 amount);
     /// @notice The market released `amount` of `node`'s locked collateral.
@@ -72,6 +74,8 @@ interface INodeRegistry {
     error NotDeployer(address caller);
     /// @notice The market asked to unlock `requested` wei but `node` has only `locked` locked.
     error InsufficientLocked(address node, uint256 requested, uint256 locked);
+    /// @notice A cache price must not exceed the node's price for the model.
+    error CachePriceAboveModelPrice(address node, bytes32 modelId, uint256 cachePrice, uint256 price);
 
     // ---------------------------------------------------------------- node functions
     /// @notice Registers msg.sender as a node with msg.value (at least `minStake`) as stake.
@@ -87,6 +91,10 @@ interface INodeRegistry {
     function setModelPrice(bytes32 modelId, uint256 price) external;
     /// @notice Stops serving `modelId`.
     function removeModel(bytes32 modelId) external;
+
+    /// @notice Sets msg.sender's price for answering a job of `modelId` from its result cache
+    ///         (≤ its price for the model); 0 stops cache answers.
+    function setCachePrice(bytes32 modelId, uint256 price) external;
 
     // ---------------------------------------------------------------- market functions
     /// @notice Bind the market once (deployer only). Reverts UnbondingPeriodTooShort when
@@ -113,4 +121,8 @@ interface INodeRegistry {
     function freeStake(address node) external view returns (uint256);
     /// @notice (served, price) of `modelId` for `node`.
     function priceOf(address node, bytes32 modelId) external view returns (bool served, uint256 price);
+
+    /// @notice Whether `node` answers `modelId` jobs from its cache, and at what price (never
+    ///         above its current price for the model).
+    function cachePriceOf(address node, bytes32 modelId) external view returns (bool offered, uint256 price);
 }

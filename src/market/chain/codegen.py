@@ -25,6 +25,7 @@ CONTRACTS: tuple[str, ...] = (
     "JobMarket",
     "ZkVerification",
     "DigitsConsumer",
+    "RedundantJobs",
 )
 
 ABI_DIR = Path(__file__).resolve().parent / "abi"

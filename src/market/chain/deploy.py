@@ -9,8 +9,8 @@ from market.chain.types import Deployment, MarketParams
 def deploy(
     client: ChainClient, params: MarketParams | None = None, treasury: str | None = None
 ) -> Deployment:
-    """Deploy ModelRegistry, NodeRegistry, PaymentVault, JobMarket and ZkVerification, then
-    bind them.
+    """Deploy ModelRegistry, NodeRegistry, PaymentVault, JobMarket, ZkVerification and
+    RedundantJobs, then bind them.
 
     The deployer key pays; the treasury defaults to the deployer. Returns the deployment
     record (addresses, chain id, the block to start indexing from).
@@ -47,6 +47,7 @@ def deploy(
         params.arbitration_period,
     )
     client.transact(client.contract("JobMarket", market).functions.setVerification(zk))
+    redundant, _ = client.deploy("RedundantJobs", nodes, models)
     return Deployment(
         chain_id=client.chain_id,
         rpc_url=client.rpc_url,
@@ -59,4 +60,5 @@ def deploy(
         deployer=client.address,
         params=params,
         zk_verification=zk,
+        redundant_jobs=redundant,
     )

@@ -295,6 +295,8 @@ class Deployment:
     deployer: str
     params: MarketParams = field(default_factory=MarketParams)
     zk_verification: str = ZERO_ADDRESS
+    #: RedundantJobs (k-of-n commit-reveal jobs); absent from deployments made before it
+    redundant_jobs: str = ZERO_ADDRESS
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,117 @@
+"""A node's side of k-of-n redundant jobs (RedundantJobs): run the model, commit
+keccak(resultHash, salt, node) with the job's bond, keep the salt, and reveal once the
+reveal phase opens. See docs/redundancy.md.
+
+The salt is what lets a node open its commitment: a node that loses it is slashed as if it
+had never revealed, so seats are written to ``seat_dir`` (one small JSON file per job,
+atomically) before the commit transaction is sent, and read back after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from market.canonical import keccak
+from market.chain.redundant import Redundant, RedundantJob, RedundantStatus, new_salt
+from market.errors import ChainError
+from worker.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seat:
+    """What a node must remember between its commit and its reveal."""
+
+    job_id: int
+    result_hash: str
+    salt: str
+    output: str
+
+    @property
+    def output_bytes(self) -> bytes:
+        return bytes.fromhex(self.output)
+
+
+class RedundantWorker:
+    """Serves redundant jobs of one model with one key."""
+
+    def __init__(
+        self,
+        redundant: Redundant,
+        model: LoadedModel,
+        model_id: bytes,
+        seat_dir: Path | None = None,
+        inline_output_max: int = 4096,
+    ) -> None:
+        self.redundant = redundant
+        self.model = model
+        self.model_id = model_id
+        self.seat_dir = seat_dir
+        self.inline_output_max = inline_output_max
+        self._seats: dict[int, Seat] = {}
+
+    # ------------------------------------------------------------------ seats
+    def _path(self, job_id: int) -> Path | None:
+        return None if self.seat_dir is None else self.seat_dir / f"redundant-{job_id}.json"
+
+    def _remember(self, seat: Seat) -> None:
+        self._seats[seat.job_id] = seat
+        path = self._path(seat.job_id)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(seat)))
+            tmp.replace(path)
+
+    def seat(self, job_id: int) -> Seat | None:
+        if job_id in self._seats:
+            return self._seats[job_id]
+        path = self._path(job_id)
+        if path is None or not path.exists():
+            return None
+        seat = Seat(**json.loads(path.read_text()))
+        self._seats[job_id] = seat
+        return seat
+
+    # ------------------------------------------------------------------ work
+    def compute(self, job: RedundantJob) -> bytes:
+        """The canonical output for the job's inline input (checked against its hash)."""
+        if job.model_id != self.model_id:
+            raise ChainError(f"redundant job {job.job_id} is for another model")
+        data, uri = self.redundant.input_of(job.job_id)
+        if not data:
+            raise ChainError(f"redundant job {job.job_id} has no inline input ({uri})")
+        if keccak(data) != job.input_hash:
+            raise ChainError(f"redundant job {job.job_id}: input does not match its hash")
+        return self.model.run_inputs([data])[0]
+
+    def commit(self, job_id: int) -> Seat:
+        """Run the job and take a seat committed to the result (idempotent per job)."""
+        existing = self.seat(job_id)
+        if existing is not None:
+            return existing
+        job = self.redundant.job(job_id)
+        output = self.compute(job)
+        seat = Seat(job_id, keccak(output).hex(), new_salt().hex(), output.hex())
+        self._remember(seat)  # before the transaction: a crash after it must not lose the salt
+        self.redundant.commit(job_id, bytes.fromhex(seat.result_hash), bytes.fromhex(seat.salt))
+        return seat
+
+    def reveal(self, job_id: int) -> bool:
+        """Reveal this node's seat once the phase is open; False when there is nothing to do."""
+        seat = self.seat(job_id)
+        if seat is None:
+            return False
+        job = self.redundant.job(job_id)
+        if job.status != RedundantStatus.OPEN:
+            return False
+        output = seat.output_bytes
+        inline = output if len(output) <= self.inline_output_max else b""
+        self.redundant.reveal(
+            job_id, bytes.fromhex(seat.result_hash), bytes.fromhex(seat.salt), inline
+        )
+        return True

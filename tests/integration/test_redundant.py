@@ -1,0 +1,122 @@
+"""k-of-n redundant jobs end to end on anvil: three nodes (dev keys 3, 4, 5) run the real
+digits model in-process, commit, reveal and settle a 2-of-3 job; a node that commits a wrong
+answer loses its bond and the two agreeing nodes share the fee."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_utils.crypto import keccak
+
+from market.canonical import decode_tensor
+from market.chain.redundant import Redundant, RedundantJob, RedundantRequest, RedundantStatus
+from market.chain.types import Segment
+from market.errors import ContractRevert
+from market.paths import artifacts_dir
+from worker.models import build_models, digits_test_split, encode_digits_input, load_model
+from worker.redundant import RedundantWorker
+
+from ..conftest import Chain
+
+pytestmark = pytest.mark.integration
+
+PRICE = 10**15
+FEE = 3 * PRICE
+BOND = 10**16
+
+
+class WrongWorker(RedundantWorker):
+    """A node that answers with another image's (well-formed) output."""
+
+    def __init__(self, *args: object, wrong: bytes, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.wrong = wrong
+
+    def compute(self, job: RedundantJob) -> bytes:
+        return self.wrong
+
+
+def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
+    manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
+    model = load_model(artifacts_dir(), "digits-mlp")
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    images, labels = digits_test_split()
+    data, other = encode_digits_input(images[0]), encode_digits_input(images[1])
+    right, wrong = model.run_inputs([data, other])
+    assert right != wrong
+
+    workers: list[RedundantWorker] = []
+    for key in (3, 4, 5):
+        market = chain.market(key)
+        market.register_node(2 * 10**18)
+        market.set_model_price(model_id, PRICE)
+        r = Redundant(market)
+        seat_dir = tmp_path / f"node{key}"
+        if key == 5:
+            workers.append(WrongWorker(r, model, model_id, seat_dir, wrong=wrong))
+        else:
+            workers.append(RedundantWorker(r, model, model_id, seat_dir))
+
+    agent = Redundant(chain.market(6))
+    now = chain.client(0).now()
+    job_id = agent.submit(
+        RedundantRequest(
+            model_id=model_id,
+            input_hash=keccak(data),
+            input=data,
+            fee=FEE,
+            k=2,
+            n=3,
+            bond=BOND,
+            commit_deadline=int(now) + 300,
+            reveal_deadline=int(now) + 600,
+        )
+    )
+    seats = [w.commit(job_id) for w in workers]
+    assert agent.job(job_id).commits == 3
+    assert agent.nodes_of(job_id) == [w.redundant.client.address for w in workers]
+
+    # a fourth node cannot take a seat, and nobody can reveal another's commitment
+    fourth = Redundant(chain.market(7))
+    chain.market(7).register_node(2 * 10**18)
+    chain.market(7).set_model_price(model_id, PRICE)
+    with pytest.raises(ContractRevert) as exc:
+        fourth.commit(job_id, keccak(right), b"\x01" * 32)
+    assert exc.value.name == "JobFull"
+    with pytest.raises(ContractRevert) as exc:
+        workers[2].redundant.reveal(
+            job_id, bytes.fromhex(seats[0].result_hash), bytes.fromhex(seats[0].salt)
+        )
+    assert exc.value.name == "CommitmentMismatch"
+
+    # a restarted node still has its salt on disk
+    restarted = RedundantWorker(workers[0].redundant, model, model_id, tmp_path / "node3")
+    assert restarted.reveal(job_id)
+    assert workers[1].reveal(job_id)
+    assert workers[2].reveal(job_id)
+    assert agent.can_finalize(job_id)
+    payer_before = agent.withdrawable(agent.client.address)
+    Redundant(chain.market(8)).finalize(job_id)  # anyone
+
+    job = agent.job(job_id)
+    assert job.status == RedundantStatus.SETTLED
+    assert job.winner == keccak(right)
+    output = agent.revealed_output(job_id, job.winner)
+    assert output == right
+    predicted = int(decode_tensor(output).values.argmax())
+    assert predicted == int(labels[0])
+    for w in workers[:2]:
+        assert agent.withdrawable(w.redundant.client.address) == BOND + FEE // 2
+    assert agent.withdrawable(workers[2].redundant.client.address) == 0
+    assert agent.withdrawable(agent.client.address) - payer_before == BOND
+    assert agent.total_owed() == chain.client(0).balance(chain.deployment.redundant_jobs)
+    before = chain.client(3).balance(chain.client(3).address)
+    receipt = workers[0].redundant.withdraw()
+    gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert chain.client(3).balance(chain.client(3).address) - before == BOND + FEE // 2 - gas

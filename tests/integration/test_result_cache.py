@@ -1,0 +1,107 @@
+"""The verifiable result cache end to end on anvil: a digits job run and settled normally
+becomes the reference; the same input submitted again is answered at once from the node's
+cache with the same result and paid the node's (lower) cache price; other inputs miss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_utils.crypto import keccak
+
+from market.chain.result_cache import (
+    answer_from_cache,
+    cache_price_of,
+    cache_reference,
+    set_cache_price,
+)
+from market.chain.types import JobRequest, JobStatus, Segment
+from market.db import make_engine
+from market.errors import ContractRevert
+from market.paths import artifacts_dir
+from worker.cache import CacheServer, ResultCache
+from worker.models import build_models, digits_test_split, encode_digits_input, load_model
+
+from ..conftest import Chain
+
+pytestmark = pytest.mark.integration
+
+PRICE = 10**15
+CACHE_PRICE = 10**14
+MAX_FEE = 2 * 10**15
+
+
+def test_cache_hit_returns_reference_result_for_cache_fee(chain: Chain, tmp_path: Path) -> None:
+    manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
+    model = load_model(artifacts_dir(), "digits-mlp")
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    node, agent = chain.market(1), chain.market(6)
+    node.register_node(2 * 10**18)
+    node.set_model_price(model_id, PRICE)
+    with pytest.raises(ContractRevert) as exc:
+        set_cache_price(node, model_id, PRICE + 1)
+    assert exc.value.name == "CachePriceAboveModelPrice"
+    set_cache_price(node, model_id, CACHE_PRICE)
+    assert cache_price_of(node, node.client.address, model_id) == CACHE_PRICE
+
+    images, _ = digits_test_split()
+    data, other = encode_digits_input(images[3]), encode_digits_input(images[4])
+
+    def submit(x: bytes) -> int:
+        now = int(chain.client(0).now())
+        return agent.submit_job(
+            JobRequest(
+                model_id=model_id,
+                input_hash=keccak(x),
+                input=x,
+                max_fee=MAX_FEE,
+                deadline=now + 600,
+            )
+        )
+
+    # the reference: claimed, run, committed and settled the ordinary way
+    ref = submit(data)
+    node.claim_job(ref)
+    (output,) = model.run_inputs([data])
+    node.commit_result(ref, keccak(output), output)
+    server = CacheServer(node, ResultCache(make_engine(f"sqlite:///{tmp_path / 'node.db'}")))
+    assert not server.learn(ref, output), "not settled yet: not cached"
+    repeat = submit(data)
+    assert server.answer(repeat, model_id, keccak(data), MAX_FEE) is None
+    chain.warp(chain.deployment.params.challenge_window)
+    node.finalize(ref)
+    assert server.learn(ref, output)
+    assert not server.learn(ref, output), "one entry per (model, input)"
+
+    # the repeat: answered at once from the cache at the cache price
+    earned = node.withdrawable(node.client.address)
+    refund = agent.withdrawable(agent.client.address)
+    assert server.answer(repeat, model_id, keccak(data), MAX_FEE) == ref
+    job = agent.job(repeat)
+    assert job.status == JobStatus.SETTLED
+    assert job.result_hash == agent.job(ref).result_hash == keccak(output)
+    assert job.price == CACHE_PRICE and job.collateral == 0
+    fee = CACHE_PRICE * chain.deployment.params.fee_bps // 10_000
+    assert node.withdrawable(node.client.address) - earned == CACHE_PRICE - fee
+    assert agent.withdrawable(agent.client.address) - refund == MAX_FEE - CACHE_PRICE
+    assert cache_reference(agent, repeat) == ref and cache_reference(agent, ref) is None
+    committed = agent.jobs.events.ResultCommitted().get_logs(
+        argument_filters={"jobId": repeat}, from_block=chain.deployment.start_block
+    )
+    assert bytes(committed[0]["args"]["output"]) == output
+
+    # another input misses; a stale entry (a reference that is not this input's) is refused
+    miss = submit(other)
+    assert server.answer(miss, model_id, keccak(other), MAX_FEE) is None
+    assert agent.job(miss).status == JobStatus.OPEN
+    # the cache price above the job's max fee: the node claims and runs it instead
+    third = submit(data)
+    assert server.answer(third, model_id, keccak(data), CACHE_PRICE - 1) is None
+    with pytest.raises(ContractRevert) as exc:
+        answer_from_cache(node, miss, ref, output)
+    assert exc.value.name == "CacheReferenceMismatch"
