@@ -26,6 +26,7 @@ CONTRACTS: tuple[str, ...] = (
     "ZkVerification",
     "DigitsConsumer",
     "RedundantJobs",
+    "PipelineJobs",
 )
 
 ABI_DIR = Path(__file__).resolve().parent / "abi"

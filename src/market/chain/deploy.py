@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from market.chain.client import ChainClient
+from market.chain.pipeline import deploy_pipeline
 from market.chain.types import Deployment, MarketParams
 
 
 def deploy(
     client: ChainClient, params: MarketParams | None = None, treasury: str | None = None
 ) -> Deployment:
-    """Deploy ModelRegistry, NodeRegistry, PaymentVault, JobMarket, ZkVerification and
-    RedundantJobs, then bind them.
+    """Deploy ModelRegistry, NodeRegistry, PaymentVault, JobMarket, ZkVerification,
+    PipelineJobs and RedundantJobs, then bind them.
 
     The deployer key pays; the treasury defaults to the deployer. Returns the deployment
     record (addresses, chain id, the block to start indexing from).
@@ -47,6 +48,7 @@ def deploy(
         params.arbitration_period,
     )
     client.transact(client.contract("JobMarket", market).functions.setVerification(zk))
+    pipeline = deploy_pipeline(client, models, nodes)
     redundant, _ = client.deploy("RedundantJobs", nodes, models)
     return Deployment(
         chain_id=client.chain_id,
@@ -60,5 +62,6 @@ def deploy(
         deployer=client.address,
         params=params,
         zk_verification=zk,
+        pipeline_jobs=pipeline,
         redundant_jobs=redundant,
     )

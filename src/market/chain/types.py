@@ -295,6 +295,8 @@ class Deployment:
     deployer: str
     params: MarketParams = field(default_factory=MarketParams)
     zk_verification: str = ZERO_ADDRESS
+    #: PipelineJobs (one model's segments across nodes); absent from older deployments
+    pipeline_jobs: str = ZERO_ADDRESS
     #: RedundantJobs (k-of-n commit-reveal jobs); absent from deployments made before it
     redundant_jobs: str = ZERO_ADDRESS
 
