@@ -197,7 +197,7 @@ def test_stream_route_checks_its_inputs_and_falls_back_to_the_chain(
             assert name == "error" and "no token within" in data["reason"]
         with serve(create_app(off, engine=engine)) as api:
             r = httpx.get(f"{api}/jobs/{committed}/stream")
-            assert r.status_code == 503 and "not configured" in r.json()["detail"]
+            assert r.status_code == 404 and "not configured" in r.json()["detail"]
             assert httpx.get(f"{api}/jobs/999999/stream").status_code == 404
         doc = create_app(settings, engine=engine).openapi()
         op = doc["paths"]["/jobs/{job_id}/stream"]["get"]

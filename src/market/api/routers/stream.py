@@ -91,10 +91,10 @@ def _index_view(ctx: Any, job_id: int) -> tuple[JobStatus, dict[str, Any] | None
             "description": _SSE_DOC,
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **error_responses(404),
+        **error_responses(404),  # unknown job, or streaming not configured on this API
         503: {
             "model": ErrorOut,
-            "description": "Token streaming is not configured, or its Redis cannot be reached",
+            "description": "The token streams' Redis cannot be reached",
         },
     },
 )
@@ -105,7 +105,10 @@ async def stream_job(job_id: JobId, ctx: ContextDep, request: Request) -> Stream
     if url is None:
         if view is None:
             raise HTTPException(404, f"no job {job_id} in the index")
-        raise HTTPException(503, "token streaming is not configured (VERIMARKET_STREAM_URL)")
+        # 404, not 5xx: this API has no streams to offer, which is no server failure
+        raise HTTPException(
+            404, "no token streams on this API (streaming is not configured: VERIMARKET_STREAM_URL)"
+        )
     key = stream_key(ctx.settings.broker_prefix, job_id)
     conn = aioredis.Redis.from_url(url, socket_connect_timeout=5)
     try:
