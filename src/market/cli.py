@@ -405,11 +405,28 @@ def demo(
         bool, typer.Option("--cache", help="a repeated input answered from the result cache")
     ] = False,
 ) -> None:
-    """Run the whole market end to end on a local chain and print what happened."""
+    """Run the whole market end to end on a local chain and print what happened.
+
+    With a generative model (``--model smollm2``): ask it a few questions on chain and print
+    the answers received by callback (at most ``--jobs`` of them)."""
     if redundant or cache:  # issue #10's extras: their own fresh chain, in-process nodes
         from market.demo_extras import run_extras
 
         run_extras(redundant=redundant, cache=cache, as_json=as_json, console=console)
+        return
+    from worker.generative import is_generative
+
+    if is_generative(model):
+        from market.config import get_settings as _settings
+        from market.demo_llm import QUESTIONS, LLMDemoConfig, print_answers, run_llm_demo
+
+        llm_cfg = LLMDemoConfig(
+            model=model,
+            questions=QUESTIONS[: max(jobs, 1)],
+            broker=broker,
+            artifacts=_settings().artifacts,
+        )
+        print_answers(run_llm_demo(llm_cfg, err_console), console)
         return
     from market.config import get_settings
     from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json
