@@ -398,6 +398,9 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the summary as one JSON object")
     ] = False,
+    pipeline: Annotated[
+        bool, typer.Option("--pipeline", help="digits-mlp's 3 segments run by 3 nodes instead")
+    ] = False,
     redundant: Annotated[
         bool, typer.Option("--redundant", help="a 2-of-3 redundant job (commit-reveal) instead")
     ] = False,
@@ -409,6 +412,13 @@ def demo(
 
     With a generative model (``--model smollm2``): ask it a few questions on chain and print
     the answers received by callback (at most ``--jobs`` of them)."""
+    if pipeline:  # issue #10 part 2: one model's segments on three nodes (in-process)
+        from market.demo_pipeline import run_pipeline_demo
+
+        piped = run_pipeline_demo(jobs=3 if jobs == 200 else jobs, as_json=as_json, console=console)
+        if not piped["ok"]:
+            raise typer.Exit(1)
+        return
     if redundant or cache:  # issue #10's extras: their own fresh chain, in-process nodes
         from market.demo_extras import run_extras
 
