@@ -154,11 +154,13 @@ def run_redundant(setup: _Setup) -> dict[str, Any]:
     }
 
 
-def _receipts_since(client: ChainClient, address: str, first_block: int) -> dict[str, list[int]]:
-    """Gas of each transaction to ``address`` (RedundantJobs) mined after ``first_block``,
-    by the function it called."""
+def _receipts_since(
+    client: ChainClient, address: str, first_block: int, name: str = "RedundantJobs"
+) -> dict[str, list[int]]:
+    """Gas of each transaction to contract ``name`` at ``address`` mined after
+    ``first_block``, by the function it called."""
     w3 = client.w3
-    contract = client.contract("RedundantJobs", address)
+    contract = client.contract(name, address)
     out: dict[str, list[int]] = {}
     for number in range(first_block + 1, client.block_number() + 1):
         block = w3.eth.get_block(number, full_transactions=True)
@@ -194,6 +196,7 @@ def run_cache(setup: _Setup, reps: int = 1) -> dict[str, Any]:
             )
         )
 
+    market_address = setup.deployment.job_market
     fresh_ms: list[float] = []
     hit_ms: list[float] = []
     pairs: list[tuple[int, int | None]] = []
@@ -202,6 +205,7 @@ def run_cache(setup: _Setup, reps: int = 1) -> dict[str, Any]:
         server = CacheServer(node, ResultCache(make_engine(f"sqlite:///{Path(d) / 'node.db'}")))
         for i in range(reps):
             data, label = _digits_input(3 + i)
+            first = agent.client.block_number()
             t0 = time.perf_counter()
             ref = submit(data)
             node.claim_job(ref)
@@ -212,13 +216,16 @@ def run_cache(setup: _Setup, reps: int = 1) -> dict[str, Any]:
             setup.warp(setup.deployment.params.challenge_window)
             node.finalize(ref)
             server.learn(ref, output)
+            fresh_gas = _receipts_since(agent.client, market_address, first, "JobMarket")
 
+            first = agent.client.block_number()
             earned = node.withdrawable(node.client.address)
             t0 = time.perf_counter()
             repeat = submit(data)
             answered = server.answer(repeat, setup.model_id, keccak(data), MAX_FEE)
             hit_ms.append((time.perf_counter() - t0) * 1000)
             paid = node.withdrawable(node.client.address) - earned
+            hit_gas = _receipts_since(agent.client, market_address, first, "JobMarket")
             pairs.append((ref, answered))
     ref, answered = pairs[-1]
     repeat = agent.job_count()
@@ -240,6 +247,10 @@ def run_cache(setup: _Setup, reps: int = 1) -> dict[str, Any]:
         "cache_hit_ms_median": round(statistics.median(hit_ms), 1),
         "fresh_result_ms": [round(x, 1) for x in fresh_ms],
         "cache_hit_ms": [round(x, 1) for x in hit_ms],
+        "fresh_gas": {k: v[0] for k, v in fresh_gas.items()},
+        "fresh_gas_total": sum(sum(v) for v in fresh_gas.values()),
+        "cache_hit_gas": {k: v[0] for k, v in hit_gas.items()},
+        "cache_hit_gas_total": sum(sum(v) for v in hit_gas.values()),
         "fresh_settles_after_s": setup.deployment.params.challenge_window,
         "cache_hit_settles_after_s": 0,
     }

@@ -219,6 +219,12 @@ def _on_claimed(s: Session, rec: EventRecord) -> None:
     job.claim_tx = rec.tx_hash
 
 
+def _on_answered_from_cache(s: Session, rec: EventRecord) -> None:
+    """An Open job answered from a node's result cache (no JobClaimed): its node and price."""
+    job, a = _job(s, rec), rec.args
+    job.node, job.price, job.collateral = a["node"], int(a["price"]), 0
+
+
 def _on_committed(s: Session, rec: EventRecord) -> None:
     job, a = _job(s, rec), rec.args
     job.status = JobStatus.COMMITTED
@@ -549,6 +555,7 @@ FAMILIES: tuple[Family, ...] = (
             "JobSubmitted": _on_submitted,
             "JobClaimed": _on_claimed,
             "ResultCommitted": _on_committed,
+            "JobAnsweredFromCache": _on_answered_from_cache,
             "CallbackFailed": _on_callback_failed,
             "JobFinalized": _on_finalized,
             "JobExpired": _on_expired,
