@@ -489,4 +489,75 @@ contract PipelineJobsTest is Test {
         vm.expectRevert(abi.encodeWithSelector(IPipelineJobs.DurationTooLong.selector, 366 days, 365 days));
         new PipelineJobs(models, nodes, 1, 1, 1, 366 days, 1);
     }
+
+    // ---------------------------------------------------------------- fuzz: value conserved
+
+    /// @notice Any fees, any number of committed segments before a stall (3 = completed), and
+    ///         any challenged segment answered or not: once finalized and withdrawn, every wei
+    ///         that came in went out, the payer got back exactly the fees of unpaid segments
+    ///         plus its slash shares, and the contract is empty.
+    function testFuzz_ValueIsConservedWhateverHappens(
+        uint96 f0,
+        uint96 f1,
+        uint96 f2,
+        uint256 committed,
+        uint256 challenged,
+        bool answered
+    ) public {
+        uint96[] memory fees = new uint96[](3);
+        fees[0] = uint96(bound(f0, 1, 1 ether));
+        fees[1] = uint96(bound(f1, 1, 1 ether));
+        fees[2] = uint96(bound(f2, 1, 1 ether));
+        committed = bound(committed, 0, 3);
+        uint256 total = uint256(fees[0]) + fees[1] + fees[2];
+        vm.prank(payer);
+        uint256 jobId = pipe.submitJob{value: total}(
+            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), IN_BOUNDARY, fees), ""
+        );
+        for (uint256 i; i < 3; ++i) {
+            _claim(jobId, i);
+        }
+        for (uint256 i; i < committed; ++i) {
+            _commit(jobId, i);
+        }
+        bool slashed;
+        if (committed > 0) {
+            challenged = bound(challenged, 0, committed - 1);
+            vm.prank(challenger);
+            pipe.challengeSegment{value: CHALLENGE_BOND}(jobId, challenged);
+            if (answered) {
+                uint256 inB = challenged == 0 ? IN_BOUNDARY : outBoundary[challenged - 1];
+                pipe.proveSegment(jobId, challenged, verifiers[challenged].proofFor(inB, outBoundary[challenged]));
+            } else {
+                vm.warp(block.timestamp + PROOF_WINDOW + 1);
+                pipe.slashUnproven(jobId, challenged);
+                slashed = true;
+            }
+        }
+        _assertSolvent();
+        if (committed < 3) {
+            vm.warp(block.timestamp + SEGMENT_WINDOW + 1);
+            pipe.expire(jobId);
+        }
+        vm.warp(block.timestamp + CHALLENGE_WINDOW);
+        pipe.finalize(jobId);
+        _assertSolvent();
+
+        uint256 paidUpTo = slashed ? challenged : committed;
+        uint256 refund;
+        for (uint256 i = paidUpTo; i < 3; ++i) {
+            refund += fees[i];
+        }
+        if (committed < 3) refund += SEGMENT_BOND; // the stalled claimer's bond
+        if (slashed) refund += SEGMENT_BOND - SEGMENT_BOND / 2;
+        assertEq(pipe.withdrawable(payer), refund, "payer refund");
+        for (uint256 i; i < 3; ++i) {
+            uint256 expected = i < paidUpTo ? fees[i] : 0;
+            bool lostBond = (slashed && i == challenged) || (committed < 3 && i == committed);
+            if (!lostBond) expected += SEGMENT_BOND;
+            if (committed > 0 && answered && i == challenged) expected += CHALLENGE_BOND;
+            assertEq(pipe.withdrawable(node[i]), expected, "node credit");
+        }
+        _withdrawAll();
+    }
 }
