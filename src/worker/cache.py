@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from market.canonical import keccak
 from market.chain.market import Market
 from market.chain.result_cache import answer_from_cache, cache_price_of
+from market.chain.txmanager import TxManager
 from market.chain.types import JobStatus
 from market.db import make_sessions
 from market.errors import ChainError, ContractRevert
@@ -106,9 +107,20 @@ class ResultCache:
 class CacheServer:
     """Fills the cache from settled jobs and answers new jobs from it, with one key."""
 
-    def __init__(self, market: Market, cache: ResultCache) -> None:
+    def __init__(
+        self,
+        market: Market,
+        cache: ResultCache,
+        txm: TxManager | None = None,
+        learn_every_s: float = 10.0,
+    ) -> None:
+        """With ``txm`` (the node's transaction manager) answers go through it, so they take
+        their nonces from the same sequence as the node's claims and commits."""
         self.market = market
         self.cache = cache
+        self.txm = txm
+        self.learn_every_s = learn_every_s
+        self._learned_at = 0.0
 
     def learn(self, job_id: int, output: bytes = b"", output_uri: str = "") -> bool:
         """Cache job ``job_id``'s result if it is Settled on chain and ``output`` is its
@@ -122,16 +134,56 @@ class CacheServer:
             job.model_id, job.input_hash, job_id, job.result_hash, output, output_uri
         )
 
-    def learn_committed(self, store: NodeStore, limit: int = 200) -> int:
-        """Cache this node's committed jobs that have settled since. Returns entries added."""
+    def learn_committed(self, store: NodeStore, limit: int = 50) -> int:
+        """Cache this node's most recent committed jobs that have settled on chain since
+        (one chain read per job not cached yet). Returns entries added."""
         known = self.cache.known_refs()
+        with store.sessions() as s:
+            jobs = list(
+                s.scalars(
+                    select(NodeJob)
+                    .where(NodeJob.state == NodeJobState.COMMITTED)
+                    .order_by(NodeJob.committed_at.desc())
+                    .limit(limit + len(known))
+                )
+            )
         added = 0
-        for job in store.jobs_in(NodeJobState.COMMITTED, limit=limit):
-            if job.job_id in known:
-                continue
+        for job in [j for j in jobs if j.job_id not in known][:limit]:
             if self.learn(job.job_id, job.output or b"", job.output_uri):
                 added += 1
         return added
+
+    def serve_seen(self, store: NodeStore, jobs: list[NodeJob]) -> list[NodeJob]:
+        """The node's hook (Poller.claim_pending): answer the jobs it can from the cache and
+        record them as committed; return the others, to be claimed and run as usual. Every
+        ``learn_every_s`` it first caches its newly settled jobs."""
+        if time.monotonic() - self._learned_at >= self.learn_every_s:
+            self._learned_at = time.monotonic()
+            try:
+                self.learn_committed(store)
+            except ChainError as exc:
+                log.warning("learning settled results failed: %s", exc)
+        rest: list[NodeJob] = []
+        for job in jobs:
+            ref = self.answer_job(job)
+            if ref is None:
+                rest.append(job)
+                continue
+            entry = self.cache.get(
+                bytes.fromhex(job.model_id.removeprefix("0x")),
+                bytes.fromhex(job.input_hash.removeprefix("0x")),
+            )
+            store.transition(
+                [job.job_id],
+                NodeJobState.SEEN,
+                NodeJobState.COMMITTED,
+                result_hash=entry.result_hash if entry else None,
+                output=entry.output if entry else None,
+                output_uri=entry.output_uri if entry else "",
+                committed_at=time.time(),
+                error=f"answered from the result cache (reference job {ref})",
+            )
+        return rest
 
     def answer(self, job_id: int, model_id: bytes, input_hash: bytes, max_fee: int) -> int | None:
         """The hook where the node decides how to serve an Open job: on a cache hit whose
@@ -145,7 +197,7 @@ class CacheServer:
         if price is None or price > max_fee:
             return None
         try:
-            answer_from_cache(self.market, job_id, entry.ref_job_id, entry.output, entry.output_uri)
+            self._send_answer(job_id, entry)
         except ContractRevert as exc:
             log.info("cache answer for job %s refused: %s", job_id, exc)
             if exc.name in ("CacheReferenceMismatch", "InvalidJobStatus") and self._ref_gone(
@@ -158,6 +210,24 @@ class CacheServer:
             return None
         self.cache.hit(model_id, input_hash)
         return entry.ref_job_id
+
+    def _send_answer(self, job_id: int, entry: CacheEntry) -> None:
+        if self.txm is None:
+            answer_from_cache(self.market, job_id, entry.ref_job_id, entry.output, entry.output_uri)
+            return
+        fn = self.market.jobs.functions.answerFromCache(
+            job_id, entry.ref_job_id, entry.output, entry.output_uri
+        )
+        res = self.txm.send(
+            self.market.deployment.job_market,
+            bytes.fromhex(fn._encode_transaction_data()[2:]),
+            key=f"cache-answer:{job_id}:{entry.ref_job_id}",  # a retry never sends twice
+            purpose="cache-answer",
+        )
+        if not res.ok:
+            if res.revert is not None:
+                raise res.revert
+            raise ChainError(f"cache answer for job {job_id} failed: {res.error}")
 
     def answer_job(self, job: NodeJob) -> int | None:
         """``answer`` for a job as the node's poller records it."""

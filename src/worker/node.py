@@ -21,6 +21,7 @@ from market.chain.txmanager import GasPolicy, TxManager
 from market.chain.types import Deployment
 from market.config import Settings
 from market.errors import ChainError, ConfigError
+from worker.cache import CacheServer, ResultCache
 from worker.committer import Committer
 from worker.generative import GenerativeInputCheck, is_generative
 from worker.models import LoadedModel
@@ -101,6 +102,10 @@ class NodeService:
         self.poller = Poller(
             self.market, self.txm, self.store, served, self.route, PollerConfig(), index=index
         )
+        # jobs whose model and input match a settled job are answered from the cache at
+        # the node's cache price (inert until it sets one: docs/cache.md)
+        cache = CacheServer(self.market, ResultCache(self.store.engine), self.txm)
+        self.poller.serve_hook = cache.serve_seen
         self.committer = Committer(
             self.market, self.txm, self.store, max_batch=self.settings.batch_max
         )

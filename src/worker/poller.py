@@ -127,6 +127,9 @@ class Poller:
         self.market = market
         self.txm = txm
         self.store = store
+        #: the node's result cache (worker.cache.CacheServer.serve_seen): answers the seen
+        #: jobs it can at once and returns the rest, to be claimed and run as usual
+        self.serve_hook: Callable[[NodeStore, list[NodeJob]], list[NodeJob]] | None = None
         self.served = {m.model_id: m for m in served}
         self.enqueue = enqueue
         self.config = config or PollerConfig()
@@ -197,6 +200,8 @@ class Poller:
         """Claim seen jobs in one batch; jobs whose deadline came too close are given up."""
         moved = self.claims.resolve()
         seen = self.store.jobs_in(S.SEEN, limit=self.config.claim_batch)
+        if seen and self.serve_hook is not None:
+            seen = self.serve_hook(self.store, seen)
         if not seen:
             return moved
         now = self.market.client.now()

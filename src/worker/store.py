@@ -37,7 +37,7 @@ class NodeJobState(enum.StrEnum):
 S = NodeJobState
 #: Allowed moves. Everything else is a bug or a race lost to another process.
 TRANSITIONS: dict[NodeJobState, frozenset[NodeJobState]] = {
-    S.SEEN: frozenset({S.CLAIMING, S.REJECTED, S.LOST}),
+    S.SEEN: frozenset({S.CLAIMING, S.REJECTED, S.LOST, S.COMMITTED}),  # COMMITTED: cache
     S.CLAIMING: frozenset({S.CLAIMED, S.LOST, S.SEEN}),
     S.CLAIMED: frozenset({S.RUNNING, S.READY, S.FAILED}),
     S.RUNNING: frozenset({S.READY, S.CLAIMED, S.FAILED}),

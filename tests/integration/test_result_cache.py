@@ -9,18 +9,25 @@ from pathlib import Path
 import pytest
 from eth_utils.crypto import keccak
 
+from market.blobs import BlobStore
 from market.chain.result_cache import (
     answer_from_cache,
     cache_price_of,
     cache_reference,
     set_cache_price,
 )
+from market.chain.txmanager import TxManager
 from market.chain.types import JobRequest, JobStatus, Segment
 from market.db import make_engine
 from market.errors import ContractRevert
 from market.paths import artifacts_dir
 from worker.cache import CacheServer, ResultCache
+from worker.committer import Committer
+from worker.jobs import JobContext, Outcome, run_job
 from worker.models import build_models, digits_test_split, encode_digits_input, load_model
+from worker.poller import Poller, ServedModel
+from worker.runtime import Runtime
+from worker.store import NodeJobState, NodeStore
 
 from ..conftest import Chain
 
@@ -105,3 +112,67 @@ def test_cache_hit_returns_reference_result_for_cache_fee(chain: Chain, tmp_path
     with pytest.raises(ContractRevert) as exc:
         answer_from_cache(node, miss, ref, output)
     assert exc.value.name == "CacheReferenceMismatch"
+
+
+def test_node_poller_answers_a_repeat_from_its_cache(chain: Chain, tmp_path: Path) -> None:
+    """The node's own loop: the poller claims the first job, the worker runs it, the
+    committer commits it; once settled, the poller's cache hook answers the same input at
+    once (nothing claimed, nothing queued for inference) and records it as committed."""
+    manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    node, agent = chain.market(1), chain.market(6)
+    node.register_node(2 * 10**18)
+    node.set_model_price(model_id, PRICE)
+    set_cache_price(node, model_id, CACHE_PRICE)
+
+    store = NodeStore(f"sqlite:///{tmp_path / 'node.sqlite'}")
+    txm = TxManager(node.client, store.sessions)
+    runtime = Runtime(artifacts_dir())
+    queued: list[int] = []
+    served = [ServedModel(model_id, "digits-mlp", PRICE, runtime.model("digits-mlp").decode_input)]
+    poller = Poller(node, txm, store, served, queued.append)
+    poller.serve_hook = CacheServer(
+        node, ResultCache(store.engine), txm, learn_every_s=0
+    ).serve_seen
+    committer = Committer(node, txm, store)
+    ctx = JobContext(store, runtime, BlobStore(tmp_path / "blobs"), "blob://")
+    data = encode_digits_input(digits_test_split()[0][7])
+
+    def submit() -> int:
+        now = int(chain.client(0).now())
+        req = JobRequest(
+            model_id=model_id,
+            input_hash=keccak(data),
+            input=data,
+            max_fee=MAX_FEE,
+            deadline=now + 600,
+        )
+        return agent.submit_job(req)
+
+    try:
+        first = submit()
+        poller.poll()
+        assert queued == [first]
+        assert run_job(ctx, first) == Outcome.READY
+        assert committer.commit_ready() == 1
+        assert node.job(first).status == JobStatus.COMMITTED
+        chain.warp(chain.deployment.params.challenge_window)
+        chain.market(8).finalize(first)  # anyone (the node's key is the txm's)
+
+        second = submit()
+        poller.poll()
+        assert queued == [first], "the repeat was not claimed or run"
+        job = node.job(second)
+        assert job.status == JobStatus.SETTLED and job.price == CACHE_PRICE
+        assert job.result_hash == node.job(first).result_hash
+        local = store.get(second)
+        assert local is not None and local.state == NodeJobState.COMMITTED
+        assert local.result_hash == "0x" + job.result_hash.hex()
+        assert f"reference job {first}" in (local.error or "")
+    finally:
+        runtime.close()
