@@ -259,6 +259,10 @@ def test_wrong_link_and_forged_blob_are_refused(world: World, runner: SegmentRun
     )
     out = runner.run(1, tampered.encode())
     assert out.input_boundary_hash != first.output_boundary_hash
+    # A blob whose float64 part strays from its shadow is refused (a proof would not catch it).
+    drifted = Activation(act.values + 0.5, act.shadow)
+    with pytest.raises(ActivationError, match="strays"):
+        runner.run(1, drifted.encode())
     with pytest.raises(ActivationError):
         Activation.decode(first.output[:-1])
     with pytest.raises(LinkMismatch):
@@ -293,3 +297,15 @@ def test_segment_spot_checked_with_a_real_proof(
     assert w.payer.balance() == w.owed([job_id])
     job = w.payer.job(job_id)
     assert job.status == PipelineStatus.FINALIZED and job.faulty_from == 3
+
+
+@pytest.mark.long
+def test_demo_pipeline_runs_end_to_end() -> None:
+    """`verimarket demo --pipeline` on its own fresh chain (its own circuits cache)."""
+    from market.demo_pipeline import run_pipeline_demo
+
+    out = run_pipeline_demo(jobs=2, as_json=True)
+    assert out["ok"]
+    assert [r["same_as_one_node"] for r in out["jobs"]] == [True, True]
+    assert out["spot_check"]["status"] == "proven"
+    assert out["contract_balance_wei"] == sum(out["credited_wei"].values())
