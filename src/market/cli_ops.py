@@ -170,6 +170,39 @@ def register(app: typer.Typer, node_app: typer.Typer, models_app: typer.Typer) -
         m.withdraw_unbonded()
         console.print("unbonded stake withdrawn")
 
+    @node_app.command("cache-price")
+    @friendly
+    def node_cache_price(
+        model: Annotated[str, typer.Argument(help="model name or 0x model id")],
+        price: Annotated[int, typer.Argument(help="wei per job answered from the cache; 0 stops")],
+        deployment: DeploymentOpt = None,
+        key: KeyOpt = None,
+    ) -> None:
+        """Answer repeated jobs of a model from your result cache at this price (docs/cache.md)."""
+        from market.chain.result_cache import cache_price_of, set_cache_price
+
+        if price < 0:
+            raise ConfigError("the cache price is a number of wei, 0 or more")
+        m = _market(deployment, key, "setting a cache price")
+        model_id = _model_id(model)
+        regular = m.price_of(m.client.address, model_id)
+        if regular is None:
+            raise ConfigError(
+                f"you do not serve {model}; run `verimarket node register --model {model} "
+                "--price WEI` first"
+            )
+        if price > regular:
+            raise ConfigError(
+                f"the cache price {price} wei is above your price for the model ({regular} wei)"
+            )
+        set_cache_price(m, model_id, price)
+        now = cache_price_of(m, m.client.address, model_id)
+        console.print(
+            "cache answers stopped"
+            if now is None
+            else f"repeated jobs of {model} are answered from the cache at {now} wei"
+        )
+
     # ------------------------------------------------------------------ agent
     @agent_app.command("fund")
     @friendly

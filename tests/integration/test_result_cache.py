@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from eth_utils.crypto import keccak
+from typer.testing import CliRunner
 
 from market.blobs import BlobStore
+from market.chain.anvil import DEV_KEYS
 from market.chain.result_cache import (
     answer_from_cache,
     cache_price_of,
@@ -18,6 +20,7 @@ from market.chain.result_cache import (
 )
 from market.chain.txmanager import TxManager
 from market.chain.types import JobRequest, JobStatus, Segment
+from market.cli import app
 from market.db import make_engine
 from market.errors import ContractRevert
 from market.paths import artifacts_dir
@@ -176,3 +179,32 @@ def test_node_poller_answers_a_repeat_from_its_cache(chain: Chain, tmp_path: Pat
         assert f"reference job {first}" in (local.error or "")
     finally:
         runtime.close()
+
+
+def test_cli_cache_price(chain: Chain, tmp_path: Path) -> None:
+    manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    dep = tmp_path / "dep.json"
+    chain.deployment.save(dep)
+    key = DEV_KEYS[2]
+    node = chain.market(2)
+    run = CliRunner().invoke
+    args = ["node", "cache-price", "digits-mlp", "--deployment", str(dep), "--key", key]
+
+    res = run(app, [*args[:3], str(CACHE_PRICE), *args[3:]])
+    assert res.exit_code == 1 and "you do not serve digits-mlp" in res.output
+    node.register_node(2 * 10**18)
+    node.set_model_price(model_id, PRICE)
+    res = run(app, [*args[:3], str(PRICE + 1), *args[3:]])
+    assert res.exit_code == 1 and "above your price" in res.output
+    res = run(app, [*args[:3], str(CACHE_PRICE), *args[3:]])
+    assert res.exit_code == 0, res.output
+    assert cache_price_of(node, node.client.address, model_id) == CACHE_PRICE
+    res = run(app, [*args[:3], "0", *args[3:]])
+    assert res.exit_code == 0 and "stopped" in res.output
+    assert cache_price_of(node, node.client.address, model_id) is None
