@@ -116,7 +116,8 @@ class GenerativeRuntime:
             loop = self._loops.get(name)
             if loop is None:
                 llm = load_llm(self.settings.artifacts, name, device=self.settings.device)
-                loop = EngineLoop(LLMEngine(llm, self.engine_config))
+                threads = None if llm.device.type == "cuda" else self.settings.torch_threads
+                loop = EngineLoop(LLMEngine(llm, self.engine_config), torch_threads=threads)
                 self._loops[name] = loop
                 log.info("%s engine ready on %s (%s)", name, llm.device, llm.batch_invariance)
             return loop

@@ -437,9 +437,14 @@ class EngineLoop:
     ``astream`` also yield the tokens as they come.
     """
 
-    def __init__(self, engine: LLMEngine, idle_wait_s: float = 0.05) -> None:
+    def __init__(
+        self, engine: LLMEngine, idle_wait_s: float = 0.05, torch_threads: int | None = None
+    ) -> None:
         self.engine = engine
         self._idle_wait_s = idle_wait_s
+        #: intra-op threads for the forward passes, set on the engine thread itself (OpenMP
+        #: settings do not carry over from the thread that set them); None: leave as is
+        self._torch_threads = torch_threads
         self._futures: dict[str, Future[GenerationResult]] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -512,6 +517,8 @@ class EngineLoop:
         self.close()
 
     def _run(self) -> None:
+        if self._torch_threads:
+            torch.set_num_threads(self._torch_threads)
         while not self._closed.is_set():
             if not self.engine.has_unfinished_requests():
                 self.engine.wait_for_work(self._idle_wait_s)
