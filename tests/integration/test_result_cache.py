@@ -4,6 +4,7 @@ cache with the same result and paid the node's (lower) cache price; other inputs
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,12 @@ def test_cache_hit_returns_reference_result_for_cache_fee(chain: Chain, tmp_path
         argument_filters={"jobId": repeat}, from_block=chain.deployment.start_block
     )
     assert bytes(committed[0]["args"]["output"]) == output
+    # an auditor checks the cache-answered job like any other (re-execution included)
+    dep = tmp_path / "dep.json"
+    chain.deployment.save(dep)
+    res = CliRunner().invoke(app, ["audit", str(repeat), "--deployment", str(dep), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["ok"]
 
     # another input misses; a stale entry (a reference that is not this input's) is refused
     miss = submit(other)
