@@ -104,7 +104,7 @@ def test_worker_runs_jobs_in_one_engine_streams_and_dedupes_redelivery(
         data=tmp_path,
         broker_url=REDIS_URL,
         broker_prefix=redis_prefix,
-        task_lease_s=0.2,
+        task_lease_s=0.4,
     )
     store = NodeStore(f"sqlite:///{tmp_path / 'node.sqlite'}")
     ctx = JobContext(
@@ -137,7 +137,7 @@ def test_worker_runs_jobs_in_one_engine_streams_and_dedupes_redelivery(
                 return
             if job.state is S.RUNNING and (not renewals or job.updated_at != renewals[-1]):
                 renewals.append(job.updated_at)
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     threads = [
         threading.Thread(target=run, args=("a", 100)),
@@ -183,5 +183,5 @@ def test_worker_runs_jobs_in_one_engine_streams_and_dedupes_redelivery(
     bad = store.get(200)
     assert bad is not None and bad.state is S.FAILED and bad.error is not None
     assert "temperature" in bad.error
-    # the lease was renewed while job 100 generated (every 0.05 s with a 0.2 s lease)
+    # the lease was renewed while job 100 generated (every 0.1 s with a 0.4 s lease)
     assert len(renewals) >= 3, renewals
