@@ -16,6 +16,7 @@ from pathlib import Path
 
 from market.canonical import keccak
 from market.chain.redundant import Redundant, RedundantJob, RedundantStatus, new_salt
+from market.chain.types import ZERO_HASH
 from market.errors import ChainError
 from worker.models import LoadedModel
 
@@ -53,6 +54,7 @@ class RedundantWorker:
         self.seat_dir = seat_dir
         self.inline_output_max = inline_output_max
         self._seats: dict[int, Seat] = {}
+        self._open: set[int] = set()
 
     # ------------------------------------------------------------------ seats
     def _path(self, job_id: int) -> Path | None:
@@ -102,12 +104,16 @@ class RedundantWorker:
         return seat
 
     def reveal(self, job_id: int) -> bool:
-        """Reveal this node's seat once the phase is open; False when there is nothing to do."""
+        """Reveal this node's seat once the phase is open; False when there is nothing to do
+        (no seat, already revealed, phase not open yet, job closed)."""
         seat = self.seat(job_id)
         if seat is None:
             return False
         job = self.redundant.job(job_id)
-        if job.status != RedundantStatus.OPEN:
+        if job.status != RedundantStatus.OPEN or not _reveal_open(job, self._now()):
+            return False
+        _, revealed = self.redundant.seat_of(job_id, self.redundant.client.address)
+        if revealed != ZERO_HASH:
             return False
         output = seat.output_bytes
         inline = output if len(output) <= self.inline_output_max else b""
@@ -115,3 +121,57 @@ class RedundantWorker:
             job_id, bytes.fromhex(seat.result_hash), bytes.fromhex(seat.salt), inline
         )
         return True
+
+    # ------------------------------------------------------------------ loop
+    def _now(self) -> int:
+        return int(self.redundant.client.now())
+
+    def wants(self, job: RedundantJob, price: int | None) -> bool:
+        """Whether to take a seat: our model, seats and time left, and a share ≥ our price."""
+        return (
+            job.status == RedundantStatus.OPEN
+            and job.model_id == self.model_id
+            and job.commits < job.n
+            and self._now() <= job.commit_deadline
+            and price is not None
+            and job.fee // job.n >= price
+        )
+
+    def step(self, from_block: int) -> int:
+        """One round of the node's loop over redundant jobs submitted since ``from_block``:
+        take a seat in those it wants, reveal where the phase has opened, finalize those
+        whose outcome is fixed (it is paid only then). Returns the block to start from next
+        time (jobs with open business are remembered, so nothing is skipped)."""
+        head = self.redundant.client.block_number()
+        self._open.update(self.redundant.submitted_since(from_block, head))
+        me = self.redundant.client.address
+        price = self.redundant.market.price_of(me, self.model_id)
+        for job_id in sorted(self._open):
+            try:
+                job = self.redundant.job(job_id)
+                if job.status != RedundantStatus.OPEN:
+                    self._open.discard(job_id)
+                    continue
+                if self.seat(job_id) is None:
+                    if self.wants(job, price):
+                        self.commit(job_id)
+                    elif (
+                        self._now() > job.commit_deadline
+                        or job.commits >= job.n
+                        or job.model_id != self.model_id
+                    ):
+                        self._open.discard(job_id)  # nothing for us here, ever
+                    continue
+                self.reveal(job_id)
+                if self.redundant.can_finalize(job_id):
+                    self.redundant.finalize(job_id)
+                    self._open.discard(job_id)
+            except ChainError as exc:  # a lost race for the last seat, a reorg: next round
+                log.info("redundant job %s: %s", job_id, exc)
+        return head + 1
+
+
+def _reveal_open(job: RedundantJob, now: int) -> bool:
+    """Reveals are open once every seat has committed or the commit deadline has passed,
+    until the reveal deadline."""
+    return (job.commits == job.n or now > job.commit_deadline) and now <= job.reveal_deadline

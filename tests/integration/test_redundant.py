@@ -64,6 +64,7 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
             workers.append(RedundantWorker(r, model, model_id, seat_dir))
 
     agent = Redundant(chain.market(6))
+    start = chain.client(0).block_number() + 1
     now = chain.client(0).now()
     job_id = agent.submit(
         RedundantRequest(
@@ -78,7 +79,11 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
             reveal_deadline=int(now) + 600,
         )
     )
-    seats = [w.commit(job_id) for w in workers]
+    # each node's loop finds the job and takes a seat; nothing is revealed before all three
+    for w in workers:
+        w.step(start)
+    first = workers[0].seat(job_id)
+    assert first is not None and all(w.seat(job_id) for w in workers)
     assert agent.job(job_id).commits == 3
     assert agent.nodes_of(job_id) == [w.redundant.client.address for w in workers]
 
@@ -91,18 +96,18 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
     assert exc.value.name == "JobFull"
     with pytest.raises(ContractRevert) as exc:
         workers[2].redundant.reveal(
-            job_id, bytes.fromhex(seats[0].result_hash), bytes.fromhex(seats[0].salt)
+            job_id, bytes.fromhex(first.result_hash), bytes.fromhex(first.salt)
         )
     assert exc.value.name == "CommitmentMismatch"
 
-    # a restarted node still has its salt on disk
+    # a restarted node still has its salt on disk; the last revealer's loop finalizes
     restarted = RedundantWorker(workers[0].redundant, model, model_id, tmp_path / "node3")
-    assert restarted.reveal(job_id)
-    assert workers[1].reveal(job_id)
-    assert workers[2].reveal(job_id)
-    assert agent.can_finalize(job_id)
     payer_before = agent.withdrawable(agent.client.address)
-    Redundant(chain.market(8)).finalize(job_id)  # anyone
+    for w in (restarted, workers[1]):
+        w.step(start)
+    assert not agent.can_finalize(job_id), "node 5 has not revealed and the deadline is ahead"
+    workers[2].step(start)
+    assert not restarted.reveal(job_id), "revealed once"
 
     job = agent.job(job_id)
     assert job.status == RedundantStatus.SETTLED

@@ -170,6 +170,18 @@ class Redundant:
         args = logs[0]["args"]
         return bytes(args["input"]), str(args["inputURI"])
 
+    def submitted_since(self, from_block: int, to_block: int) -> list[int]:
+        """Ids of the jobs submitted in blocks ``from_block``..``to_block``."""
+        logs = self.contract.events.RedundantJobSubmitted().get_logs(
+            from_block=from_block, to_block=to_block
+        )
+        return [int(log["args"]["jobId"]) for log in logs]
+
+    def seat_of(self, job_id: int, node: str) -> tuple[bytes, bytes]:
+        """(commitment, revealed result hash) of ``node`` in ``job_id`` (zeros: none)."""
+        c, r = self.client.call(self.contract.functions.seatOf(job_id, node))
+        return bytes(c), bytes(r)
+
     def revealed_output(self, job_id: int, result_hash: bytes) -> bytes | None:
         """The output some node revealed inline with ``result_hash`` (from the logs)."""
         logs = self.contract.events.Revealed().get_logs(
