@@ -428,15 +428,28 @@ def demo(
 
     if is_generative(model):
         from market.config import get_settings as _settings
-        from market.demo_llm import QUESTIONS, LLMDemoConfig, print_answers, run_llm_demo
+        from market.demo_llm import (
+            QUESTIONS,
+            LLMDemoConfig,
+            answers_json,
+            print_answers,
+            run_llm_demo,
+        )
+        from market.errors import ConfigError
 
+        if rpc is not None:
+            raise ConfigError(f"--rpc is not supported with --model {model}: it runs its own anvil")
         llm_cfg = LLMDemoConfig(
             model=model,
             questions=QUESTIONS[: max(jobs, 1)],
             broker=broker,
             artifacts=_settings().artifacts,
         )
-        print_answers(run_llm_demo(llm_cfg, err_console), console)
+        answers = run_llm_demo(llm_cfg, err_console)
+        if as_json:
+            print(answers_json(answers))
+        else:
+            print_answers(answers, console)
         return
     from market.config import get_settings
     from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json

@@ -10,10 +10,11 @@ model's published tokenizer. Everything it started is stopped on exit.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -198,6 +199,10 @@ def _wait_for_callbacks(
                 )
             time.sleep(0.2)
     return {j: (*v, j in settled) for j, v in got.items()}
+
+
+def answers_json(answers: list[Answer]) -> str:
+    return json.dumps([asdict(a) for a in answers])
 
 
 def print_answers(answers: list[Answer], console: Console) -> None:

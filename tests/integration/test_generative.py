@@ -286,3 +286,13 @@ def test_generative_job_on_chain_streams_and_calls_back(
         assert chain.market(0).job(bad_id).status is JobStatus.OPEN
     finally:
         stack.stop()
+
+
+def test_llm_demo_refuses_an_external_chain() -> None:
+    from typer.testing import CliRunner
+
+    from market.cli import app
+
+    res = CliRunner().invoke(app, ["demo", "--model", "smollm2", "--rpc", "http://127.0.0.1:1"])
+    assert res.exit_code != 0
+    assert "--rpc is not supported with --model smollm2" in res.output
