@@ -15,10 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from market.canonical import keccak
+from market.chain.market import Market
 from market.chain.redundant import Redundant, RedundantJob, RedundantStatus, new_salt
-from market.chain.types import ZERO_HASH
-from market.errors import ChainError
+from market.chain.txmanager import TxManager
+from market.chain.types import ZERO_ADDRESS, ZERO_HASH
+from market.errors import ChainError, ContractRevert
 from worker.models import LoadedModel
+from worker.store import NodeStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,12 @@ class RedundantWorker:
         self.seat_dir = seat_dir
         self.inline_output_max = inline_output_max
         self._seats: dict[int, Seat] = {}
+        #: jobs with business left (a seat to reveal, a job to finalize); after a restart,
+        #: every job this node holds a seat file for
         self._open: set[int] = set()
+        if seat_dir is not None and seat_dir.is_dir():
+            for path in seat_dir.glob("redundant-*.json"):
+                self._open.add(int(path.stem.removeprefix("redundant-")))
 
     # ------------------------------------------------------------------ seats
     def _path(self, job_id: int) -> Path | None:
@@ -100,8 +108,18 @@ class RedundantWorker:
         output = self.compute(job)
         seat = Seat(job_id, keccak(output).hex(), new_salt().hex(), output.hex())
         self._remember(seat)  # before the transaction: a crash after it must not lose the salt
-        self.redundant.commit(job_id, bytes.fromhex(seat.result_hash), bytes.fromhex(seat.salt))
+        try:
+            self.redundant.commit(job_id, bytes.fromhex(seat.result_hash), bytes.fromhex(seat.salt))
+        except ContractRevert:  # refused (seats full, deadline passed): no seat to keep
+            self._forget(job_id)
+            raise
         return seat
+
+    def _forget(self, job_id: int) -> None:
+        self._seats.pop(job_id, None)
+        path = self._path(job_id)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def reveal(self, job_id: int) -> bool:
         """Reveal this node's seat once the phase is open; False when there is nothing to do
@@ -175,3 +193,46 @@ def _reveal_open(job: RedundantJob, now: int) -> bool:
     """Reveals are open once every seat has committed or the commit deadline has passed,
     until the reveal deadline."""
     return (job.commits == job.n or now > job.commit_deadline) and now <= job.reveal_deadline
+
+
+CURSOR = "redundant"
+
+
+class RedundantLoop:
+    """The node's loop over redundant jobs: one RedundantWorker per served model, its read
+    position kept in the node store."""
+
+    def __init__(self, workers: list[RedundantWorker], store: NodeStore, start_block: int) -> None:
+        self.workers = workers
+        self.store = store
+        self.start_block = start_block
+
+    def step(self) -> int:
+        """One round for every model; returns 0 (the caller sleeps its interval)."""
+        frm = self.store.cursor(CURSOR, self.start_block - 1) + 1
+        nxt = frm
+        for w in self.workers:
+            nxt = w.step(frm)
+        if nxt > frm:
+            with self.store.sessions.begin() as s:
+                self.store.set_cursor(s, CURSOR, nxt - 1)
+        return 0
+
+
+def redundant_loop(
+    market: Market,
+    txm: TxManager,
+    store: NodeStore,
+    models: dict[bytes, LoadedModel],
+    seat_dir: Path,
+) -> RedundantLoop | None:
+    """The node's redundant-job loop for ``models`` (id -> loaded model), or None when the
+    deployment has no RedundantJobs contract."""
+    if market.deployment.redundant_jobs == ZERO_ADDRESS or not models:
+        return None
+    redundant = Redundant(market, txm)
+    workers = [
+        RedundantWorker(redundant, model, model_id, seat_dir / model_id.hex()[:16])
+        for model_id, model in models.items()
+    ]
+    return RedundantLoop(workers, store, market.deployment.start_block)

@@ -11,11 +11,13 @@ from eth_utils.crypto import keccak
 
 from market.canonical import decode_tensor
 from market.chain.redundant import Redundant, RedundantJob, RedundantRequest, RedundantStatus
+from market.chain.txmanager import TxManager
 from market.chain.types import Segment
 from market.errors import ContractRevert
 from market.paths import artifacts_dir
 from worker.models import build_models, digits_test_split, encode_digits_input, load_model
-from worker.redundant import RedundantWorker
+from worker.redundant import RedundantLoop, RedundantWorker, redundant_loop
+from worker.store import NodeStore
 
 from ..conftest import Chain
 
@@ -52,6 +54,7 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
     assert right != wrong
 
     workers: list[RedundantWorker] = []
+    loop: RedundantLoop | None = None
     for key in (3, 4, 5):
         market = chain.market(key)
         market.register_node(2 * 10**18)
@@ -60,9 +63,17 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
         seat_dir = tmp_path / f"node{key}"
         if key == 5:
             workers.append(WrongWorker(r, model, model_id, seat_dir, wrong=wrong))
+        elif key == 4:  # node 4 runs the node's own loop: its store, its TxManager
+            store = NodeStore(f"sqlite:///{tmp_path / 'node4.sqlite'}")
+            loop = redundant_loop(
+                market, TxManager(market.client, store.sessions), store, {model_id: model}, seat_dir
+            )
+            assert loop is not None
+            workers.append(loop.workers[0])
         else:
             workers.append(RedundantWorker(r, model, model_id, seat_dir))
 
+    assert loop is not None
     agent = Redundant(chain.market(6))
     start = chain.client(0).block_number() + 1
     now = chain.client(0).now()
@@ -80,8 +91,9 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
         )
     )
     # each node's loop finds the job and takes a seat; nothing is revealed before all three
-    for w in workers:
-        w.step(start)
+    workers[0].step(start)
+    loop.step()
+    workers[2].step(start)
     first = workers[0].seat(job_id)
     assert first is not None and all(w.seat(job_id) for w in workers)
     assert agent.job(job_id).commits == 3
@@ -103,8 +115,8 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
     # a restarted node still has its salt on disk; the last revealer's loop finalizes
     restarted = RedundantWorker(workers[0].redundant, model, model_id, tmp_path / "node3")
     payer_before = agent.withdrawable(agent.client.address)
-    for w in (restarted, workers[1]):
-        w.step(start)
+    restarted.step(start)
+    loop.step()
     assert not agent.can_finalize(job_id), "node 5 has not revealed and the deadline is ahead"
     workers[2].step(start)
     assert not restarted.reveal(job_id), "revealed once"

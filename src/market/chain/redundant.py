@@ -13,6 +13,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from market.chain.market import Market
+from market.chain.txmanager import TxManager
 from market.chain.types import ZERO_ADDRESS, ZERO_HASH
 from market.errors import ChainError
 
@@ -110,14 +111,36 @@ def new_salt() -> bytes:
 
 
 class Redundant:
-    """RedundantJobs as seen by one key (the market's client)."""
+    """RedundantJobs as seen by one key (the market's client).
 
-    def __init__(self, market: Market) -> None:
+    With ``txm`` (a node's transaction manager for the same key) transactions go through it,
+    so they share one nonce sequence with the node's claims and commits, and each is sent at
+    most once per ``(function, job)``; the methods then return None instead of a receipt.
+    """
+
+    def __init__(self, market: Market, txm: TxManager | None = None) -> None:
         if market.deployment.redundant_jobs == ZERO_ADDRESS:
             raise ChainError("this deployment has no RedundantJobs contract")
         self.market = market
         self.client = market.client
+        self.txm = txm
         self.contract = market.client.contract("RedundantJobs", market.deployment.redundant_jobs)
+
+    def _send(self, fn: Any, key: str, value: int = 0) -> TxReceipt | None:
+        if self.txm is None:
+            return self.client.transact(fn, value=value)
+        res = self.txm.send(
+            self.market.deployment.redundant_jobs,
+            bytes.fromhex(fn._encode_transaction_data()[2:]),
+            value=value,
+            key=f"redundant-{key}",
+            purpose="redundant",
+        )
+        if not res.ok:
+            if res.revert is not None:
+                raise res.revert
+            raise ChainError(f"redundant {key} failed: {res.error}")
+        return None
 
     # ------------------------------------------------------------------ requester
     def submit(self, request: RedundantRequest) -> int:
@@ -126,26 +149,28 @@ class Redundant:
         return int(self.events(receipt, "RedundantJobSubmitted")[0]["jobId"])
 
     # ------------------------------------------------------------------ node
-    def commit(self, job_id: int, result_hash: bytes, salt: bytes) -> TxReceipt:
+    def commit(self, job_id: int, result_hash: bytes, salt: bytes) -> TxReceipt | None:
         """Take a seat in ``job_id`` committed to ``result_hash`` (posts the job's bond)."""
         job = self.job(job_id)
         c = commitment(result_hash, salt, self.client.address)
-        return self.client.transact(self.contract.functions.commit(job_id, c), value=job.bond)
+        fn = self.contract.functions.commit(job_id, c)
+        return self._send(fn, f"commit:{job_id}", value=job.bond)
 
     def reveal(
         self, job_id: int, result_hash: bytes, salt: bytes, output: bytes = b""
-    ) -> TxReceipt:
+    ) -> TxReceipt | None:
         fn = self.contract.functions.reveal(job_id, result_hash, salt, output)
-        return self.client.transact(fn)
+        return self._send(fn, f"reveal:{job_id}")
 
     # ------------------------------------------------------------------ anyone
-    def finalize(self, job_id: int) -> TxReceipt:
-        return self.client.transact(self.contract.functions.finalize(job_id))
+    def finalize(self, job_id: int) -> TxReceipt | None:
+        return self._send(self.contract.functions.finalize(job_id), f"finalize:{job_id}")
 
     def can_finalize(self, job_id: int) -> bool:
         return bool(self.client.call(self.contract.functions.canFinalize(job_id)))
 
     def withdraw(self) -> TxReceipt:
+        """Always sent directly (an operator command, not part of the node's loop)."""
         return self.client.transact(self.contract.functions.withdraw())
 
     def withdrawable(self, account: str) -> int:
