@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from market.canonical import keccak
 from market.chain.events import Event, LogReader
 from market.chain.market import Market
-from market.chain.types import ZERO_ADDRESS, VerificationMode
+from market.chain.types import ZERO_ADDRESS, Segment, VerificationMode
+
+if TYPE_CHECKING:
+    from prover import ModelCircuits, ProverConfig
 
 
 @dataclass
@@ -70,7 +73,12 @@ def _events_of(market: Market, job_id: int) -> dict[str, list[Event]]:
     return out
 
 
-def audit_job(market: Market, job_id: int, artifacts: Path) -> Verdict:
+def audit_job(
+    market: Market, job_id: int, artifacts: Path, prover_config: ProverConfig | None = None
+) -> Verdict:
+    """``prover_config`` (default ``ProverConfig.from_env()``) says where the circuits of zk
+    models are built or cached, and with which SRS (it must be the one the model's
+    verifying keys were made with: their hashes are checked against the chain)."""
     from worker.models import MODEL_NAMES, load_model
 
     if not 1 <= job_id <= market.job_count():
@@ -82,16 +90,26 @@ def audit_job(market: Market, job_id: int, artifacts: Path) -> Verdict:
     events = _events_of(market, job_id)
     v.add("job exists", True, f"state {v.status}, model 0x{job.model_id.hex()}")
 
-    # 2. the model: local artefacts that hash to the registered id
+    # 2. the model: local artefacts that hash to the registered id (for a zk variant: the
+    #    plain artefacts plus the circuits built from them, whose vk hashes are registered)
     model = None
+    circuits = None
+    local = []
     for name in MODEL_NAMES:
         try:
             candidate = load_model(artifacts, name)
         except Exception:  # noqa: BLE001 - not built here, or corrupt: try the others
             continue
+        local.append(candidate)
         if candidate.manifest.model_id_bytes == job.model_id:
             model = candidate
             break
+    if model is None and job.mode != VerificationMode.NONE:
+        found = _zk_variant(market, job.model_id, local, artifacts, prover_config)
+        if isinstance(found, str):
+            v.add("model artefacts", False, found)
+            return v
+        model, circuits = found
     if model is None:
         v.add(
             "model artefacts",
@@ -157,38 +175,114 @@ def audit_job(market: Market, job_id: int, artifacts: Path) -> Verdict:
             else f"re-running the model gives 0x{keccak(expected).hex()}, "
             f"not the committed 0x{job.result_hash.hex()}",
         )
+    elif circuits is None:
+        v.add("zk circuits", False, "a zk job on a model with no verifiers registered")
     else:
-        _audit_zk(v, events, model, data, artifacts / model.manifest.name)
+        _audit_zk(v, market, job_id, events, model, data, circuits)
     return v
 
 
+def _zk_variant(
+    market: Market,
+    model_id: bytes,
+    local: list[Any],
+    artifacts: Path,
+    config: ProverConfig | None,
+) -> tuple[Any, ModelCircuits] | str:
+    """The local model and circuits whose artefacts, verifying keys and the registered
+    verifiers recompute ``model_id``; else the reason there are none."""
+    from prover import ProverConfig, ProverError, build_model
+
+    info = market.client.call(market.models.functions.getModel(model_id))
+    segs = market.client.call(market.models.functions.getSegments(model_id))
+    artifacts_hash = bytes(info[3])  # IModelRegistry.Model.artifactsHash
+    for model in local:
+        man = model.manifest
+        if man.artifacts_hash_bytes != artifacts_hash:
+            continue
+        if [s.segment_hash for s in man.segments] != ["0x" + bytes(s[0]).hex() for s in segs]:
+            continue
+        try:
+            circuits = build_model(artifacts / man.name, config or ProverConfig.from_env())
+        except ProverError as exc:
+            return f"{man.name}: the circuits could not be built here: {exc}"
+        ours = [
+            Segment(bytes.fromhex(c.source_hash[2:]), bytes.fromhex(c.vk_hash[2:]), str(s[2]))
+            for c, s in zip(circuits.segments, segs, strict=True)
+        ]
+        if market.compute_model_id(man.artifacts_hash_bytes, man.output_scale, ours) != model_id:
+            return (
+                f"{man.name}: the verifying keys of the circuits built here are not the "
+                "registered ones (another SRS, circuit options or ezkl version)"
+            )
+        return model, circuits
+    return "no local artefacts hash to this model id (nor to its zk variant)"
+
+
 def _audit_zk(
-    v: Verdict, events: dict[str, list[Event]], model: Any, data: bytes, model_dir: Path
+    v: Verdict,
+    market: Market,
+    job_id: int,
+    events: dict[str, list[Event]],
+    model: Any,
+    data: bytes,
+    circuits: ModelCircuits,
 ) -> None:
-    """zk jobs: the proofs the chain accepted, and the boundary hashes re-derived."""
-    proven = sorted(int(e.args["segment"]) for e in events.get("SegmentProven", []))
-    v.add(
-        "proofs",
-        bool(proven) or None,
-        f"segments proven on chain: {proven}" if proven else "no segment proven yet",
-    )
+    """zk jobs: re-run the circuits (boundary hashes and result), verify every proof the
+    chain accepted against the committed hashes, and check the required ones are there."""
+    from prover import Proof, ProverError, run_model, verify_segment
+    from worker.zk import zk_output
+
     committed = events.get("BoundaryHashesCommitted", [])
     if not committed:
         v.add("boundary hashes", None, "no boundary hashes committed")
         return
-    hashes = [int(h) for h in committed[0].args.get("boundaryHashes", [])]
+    hashes = [int(h) for h in committed[0].args["boundaryHashes"]]
     try:
-        from prover import boundary_hashes
-
-        decoded = model.decode_input(data).numpy()
-        ours = boundary_hashes(model_dir, decoded)
-    except Exception as exc:  # noqa: BLE001 - the prover may be unavailable here
-        v.add("boundary hashes", None, f"not re-derived: {exc}")
+        run = run_model(circuits, model.decode_input(data).numpy())
+    except ProverError as exc:
+        v.add("re-execution", False, f"the circuits could not run the input: {exc}")
         return
+    same = list(run.boundary_hashes) == hashes
+    differ = [i for i, (a, b) in enumerate(zip(run.boundary_hashes, hashes, strict=True)) if a != b]
     v.add(
         "boundary hashes",
-        ours == hashes,
+        same,
         "re-derived boundary hashes equal the committed ones"
-        if ours == hashes
-        else "re-derived boundary hashes differ from the committed ones",
+        if same
+        else f"re-derived boundary hashes differ from the committed ones at {differ}",
     )
+    expected = keccak(zk_output(run, model.manifest.output_scale))
+    job = market.job(job_id)
+    v.add(
+        "re-execution",
+        expected == job.result_hash,
+        "the circuits' output gives the committed result hash"
+        if expected == job.result_hash
+        else f"the circuits' output gives 0x{expected.hex()}, not the committed "
+        f"0x{job.result_hash.hex()}",
+    )
+
+    proven = []
+    for ev in events.get("SegmentProven", []):
+        seg = int(ev.args["segment"])
+        tx = market.client.w3.eth.get_transaction(ev.tx_hash)  # type: ignore[arg-type]
+        _fn, args = market.zk.decode_function_input(tx["input"])
+        proof = Proof(bytes(args["proof"]), (hashes[seg], hashes[seg + 1]))
+        try:
+            verify_segment(
+                circuits.segments[seg], proof, input_hash=hashes[seg], output_hash=hashes[seg + 1]
+            )
+        except ProverError as exc:
+            v.add(f"proof of segment {seg}", False, f"does not verify here: {exc}")
+            continue
+        v.add(f"proof of segment {seg}", True, "verifies (ezkl) against the committed hashes")
+        proven.append(seg)
+    zk = market.zk_job(job_id)
+    required = list(range(zk.segment_count)) if zk.full else zk.required_segments
+    if job.status.name == "SLASHED":
+        v.add("proofs", False, f"slashed: required segments {required} not proven in time")
+    elif required and set(required) <= set(proven):
+        v.add("proofs", True, f"every required segment {required} proven on chain")
+    else:
+        v.add("proofs", None, f"required {required or '(not drawn yet)'}, proven {proven}")

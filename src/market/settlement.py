@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from market.chain.events import Event, LogReader
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
-from market.chain.types import JobStatus
+from market.chain.types import ZERO_ADDRESS, JobStatus
+from market.settlement_zk import ZkSettlement
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class Tracked:
     status: JobStatus
     deadline: int
     window_end: int = 0
+    mode: int = 0  # VerificationMode: zk jobs finalize only once proven (settlement_zk)
 
 
 @dataclass
@@ -44,12 +46,16 @@ class Settler:
     grace_s: int = 1
     jobs: dict[int, Tracked] = field(default_factory=dict)
     stats: SettlerStats = field(default_factory=SettlerStats)
+    #: zk jobs (market.settlement_zk); made in __post_init__ when the deployment has zk
+    zk: ZkSettlement | None = None
     _cursor: int = -1
 
     def __post_init__(self) -> None:
         d = self.market.deployment
         self.reader = LogReader(self.market.client, {"JobMarket": d.job_market})
         self._cursor = d.start_block - 1
+        if self.zk is None and d.zk_verification != ZERO_ADDRESS:
+            self.zk = ZkSettlement(self.market, self.txm)
 
     def follow(self) -> None:
         head = self.market.client.block_number()
@@ -65,7 +71,9 @@ class Settler:
         if job_id is None:
             return
         if ev.name == "JobSubmitted":
-            self.jobs[job_id] = Tracked(JobStatus.OPEN, int(a["deadline"]))
+            self.jobs[job_id] = Tracked(
+                JobStatus.OPEN, int(a["deadline"]), mode=int(a.get("mode", 0))
+            )
         elif job_id not in self.jobs:
             return
         elif ev.name == "JobClaimed":
@@ -73,15 +81,23 @@ class Settler:
         elif ev.name == "ResultCommitted":
             self.jobs[job_id].status = JobStatus.COMMITTED
             self.jobs[job_id].window_end = int(a["windowEnd"])
-        elif ev.name in ("JobFinalized", "JobExpired", "JobCancelled"):
+        elif ev.name in ("JobFinalized", "JobExpired", "JobCancelled", "JobSlashed"):
             del self.jobs[job_id]
+            if self.zk is not None:
+                self.zk.forget(job_id)
+        elif ev.name == "JobDisputed":
+            self.jobs[job_id].status = JobStatus.DISPUTED
+        elif ev.name == "JobDisputeCleared":
+            self.jobs[job_id].status = JobStatus.COMMITTED
 
     def due(self, now: float) -> tuple[list[int], list[int]]:
         """(jobs to finalize, jobs to expire) as of ``now``."""
         fin = [
             i
             for i, t in self.jobs.items()
-            if t.status is JobStatus.COMMITTED and t.window_end + self.grace_s <= now
+            if t.status is JobStatus.COMMITTED
+            and t.window_end + self.grace_s <= now
+            and (t.mode == 0 or (self.zk is not None and self.zk.can_finalize(i)))
         ]
         exp = [
             i
@@ -119,6 +135,12 @@ class Settler:
                     self.stats.finalized += max(n, 0)
                 else:
                     self.stats.expired += max(n, 0)
+        if self.zk is not None:
+            zk_jobs = {i: (t.status, t.mode) for i, t in self.jobs.items() if t.mode != 0}
+            if zk_jobs and self.zk.slash_due(zk_jobs, self.market.client.now()):
+                before = len(self.jobs)
+                self.follow()
+                done += max(before - len(self.jobs), 0)
         return done
 
     def run(self, stop: threading.Event, interval: float = 0.25) -> None:

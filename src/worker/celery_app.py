@@ -36,7 +36,7 @@ GENERATE_TASK = "verimarket.generate"
 def make_celery() -> Celery:
     fstransport.register()
     s = get_settings()
-    app = Celery("verimarket")
+    app = Celery("verimarket", include=["worker.zk_tasks"])  # the zk path's tasks
     broker = s.broker()
     conf: dict[str, Any] = {
         "broker_url": broker,

@@ -8,6 +8,7 @@ the others; RPC faults leave the batch in flight until its transaction's outcome
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
@@ -37,8 +38,15 @@ COMMIT = BatchKind(
 
 class Committer:
     def __init__(
-        self, market: Market, txm: TxManager, store: NodeStore, max_batch: int = 32
+        self,
+        market: Market,
+        txm: TxManager,
+        store: NodeStore,
+        max_batch: int = 32,
+        skip: Callable[[list[int]], set[int]] | None = None,
     ) -> None:
+        """``skip(ids)``: which ready jobs are committed elsewhere (zk jobs: worker.zk)."""
+        self.skip = skip
         self.market = market
         self.store = store
         self.max_batch = max_batch
@@ -81,7 +89,11 @@ class Committer:
     def commit_ready(self) -> int:
         """Commit up to ``max_batch`` ready results. Returns how many were committed."""
         moved = self.work.resolve()
-        tx_id = self.work.start(self.store.ids_in(S.READY, self.max_batch))
+        ids = self.store.ids_in(S.READY, self.max_batch)
+        if self.skip is not None and ids:
+            others = self.skip(ids)
+            ids = [i for i in ids if i not in others]
+        tx_id = self.work.start(ids)
         if tx_id is not None:
             self.work.drive(tx_id)
             moved += self.work.resolve()

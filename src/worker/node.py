@@ -18,7 +18,7 @@ from typing import TypeVar
 from market.chain.client import ChainClient
 from market.chain.market import Market
 from market.chain.txmanager import GasPolicy, TxManager
-from market.chain.types import Deployment
+from market.chain.types import ZERO_ADDRESS, Deployment
 from market.config import Settings
 from market.errors import ChainError, ConfigError
 from worker.cache import CacheServer, ResultCache
@@ -28,6 +28,7 @@ from worker.models import LoadedModel
 from worker.poller import Poller, PollerConfig, ServedModel
 from worker.runtime import Runtime
 from worker.store import NodeJobState, NodeStore
+from worker.zk import ZkDriver, ZkWork, serve_zk
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class NodeService:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _generative: set[str] = field(default_factory=set)
+    #: the zk path (worker.zk): zk inference on the infer queue, proofs on the prove queue;
+    #: None: zk jobs are refused
+    enqueue_zk: Callable[[int], None] | None = None
+    enqueue_prove: Callable[[int, int], None] | None = None
+    zk: ZkDriver | None = None
 
     def setup(self) -> None:
         client = ChainClient(
@@ -93,6 +99,7 @@ class NodeService:
                     f"`verimarket node register --model {name} --price WEI` first"
                 )
             served.append(ServedModel(model_id, name, price, check))
+        zk_work = self._setup_zk(runtime, served)
         index = None
         if self.settings.poller_source == "index":
             from market.db import make_engine, make_sessions
@@ -100,19 +107,56 @@ class NodeService:
 
             index = make_sessions(make_engine(database_url(self.settings)))
         self.poller = Poller(
-            self.market, self.txm, self.store, served, self.route, PollerConfig(), index=index
+            self.market,
+            self.txm,
+            self.store,
+            served,
+            self.route,
+            PollerConfig(),
+            index=index,
+            zk=zk_work,
         )
         # jobs whose model and input match a settled job are answered from the cache at
         # the node's cache price (inert until it sets one: docs/cache.md)
         cache = CacheServer(self.market, ResultCache(self.store.engine), self.txm)
         self.poller.serve_hook = cache.serve_seen
         self.committer = Committer(
-            self.market, self.txm, self.store, max_batch=self.settings.batch_max
+            self.market,
+            self.txm,
+            self.store,
+            max_batch=self.settings.batch_max,
+            skip=self.zk.zk_ids if self.zk else None,
         )
         retrying(self.recover)
 
+    def _setup_zk(self, runtime: Runtime, served: list[ServedModel]) -> ZkWork | None:
+        """Serve the zk variants of our models that this node has priced (worker.zk)."""
+        if self.enqueue_zk is None or self.enqueue_prove is None:
+            return None
+        if self.deployment.zk_verification == ZERO_ADDRESS:
+            return None
+        work = ZkWork(
+            self.store,
+            self.settings.artifacts,
+            decode=lambda name, data: runtime.model(name).decode_input(data).numpy(),
+            output_scale=lambda name: runtime.model(name).manifest.output_scale,
+        )
+        address = self.market.client.address
+        plain = [runtime.model(m).manifest for m in self.models if m not in self._generative]
+        variants = serve_zk(self.market, work, plain, partial(self.market.price_of, address))
+        if not variants:
+            return None
+        for name, model_id, price in variants:
+            served.append(ServedModel(model_id, name, price, runtime.model(name).decode_input))
+            log.info("serving zk jobs of %s as 0x%s", name, model_id.hex())
+        self.zk = ZkDriver(self.market, self.txm, self.store, self.enqueue_prove)
+        return work
+
     def route(self, job_id: int) -> None:
         """Queue a claimed job for its kind of worker (generative jobs: their own queue)."""
+        if self.zk is not None and self.enqueue_zk is not None and self.zk.zk_ids([job_id]):
+            self.enqueue_zk(job_id)
+            return
         if self.enqueue_generate is not None and self._generative:
             job = self.store.get(job_id)
             if job is not None and job.model_name in self._generative:
@@ -126,6 +170,8 @@ class NodeService:
             self.txm.step()
         self.poller.recover()
         self.committer.recover()
+        if self.zk is not None:
+            self.zk.recover()
         for state in (NodeJobState.CLAIMED, NodeJobState.RUNNING):
             for job_id in self.store.ids_in(state, limit=100_000):
                 self.route(job_id)
@@ -162,6 +208,11 @@ class NodeService:
             (self.sweep, self.settings.task_lease_s / 4, "sweeper"),
             (self.poller.poll, self.poll_interval, "poller"),
             (self.committer.commit_ready, self.commit_interval, "committer"),
+            *(
+                [(self.zk.step, self.poll_interval, "zk"), (self.zk.requeue, 30.0, "zk-sweep")]
+                if self.zk is not None
+                else []
+            ),
         ):
             t = threading.Thread(
                 target=self._loop, args=(body, interval, name), name=name, daemon=True

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from eth_utils.crypto import keccak
@@ -28,6 +28,9 @@ from market.chain.types import JobStatus, VerificationMode
 from market.errors import ContractRevert
 from worker.chainwork import BatchKind, ChainWork
 from worker.store import NodeJob, NodeJobState, NodeStore
+
+if TYPE_CHECKING:
+    from worker.zk import ZkWork
 
 log = logging.getLogger(__name__)
 S = NodeJobState
@@ -120,10 +123,13 @@ class Poller:
         config: PollerConfig | None = None,
         start_block: int | None = None,
         index: sessionmaker[Session] | None = None,
+        zk: ZkWork | None = None,
     ) -> None:
         """With ``index`` (sessions on the market database the indexer fills), new jobs
-        are read from its jobs table instead of from the chain's events."""
+        are read from its jobs table instead of from the chain's events. With ``zk``,
+        zk-spot / zk-full jobs of the models it serves are accepted (worker.zk)."""
         self.index = index
+        self.zk = zk
         self.market = market
         self.txm = txm
         self.store = store
@@ -256,7 +262,8 @@ class Poller:
         job.model_name = model.name
         if sub.max_fee < model.price:
             return f"max fee {sub.max_fee} is below this node's price {model.price}"
-        if sub.mode != VerificationMode.NONE:
+        zk_job = sub.mode in (VerificationMode.ZK_SPOT, VerificationMode.ZK_FULL)
+        if sub.mode != VerificationMode.NONE and (self.zk is None or not zk_job):
             return f"verification mode {VerificationMode(sub.mode).name} not offered"
         if sub.deadline - now < self.config.min_time_left_s:
             return "deadline too close to run the job"
@@ -272,6 +279,10 @@ class Poller:
             model.check_input(data)
         except ValueError as exc:
             return f"invalid input: {exc}"
+        if zk_job and self.zk is not None:
+            reason = self.zk.accept(sub.job_id, model.name, sub.mode, data, self.market)
+            if reason:
+                return reason
         job.input = data
         return None
 

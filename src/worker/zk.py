@@ -333,7 +333,7 @@ class ZkDriver:
                 .order_by(NodeZkJob.job_id)
                 .limit(256)
             )
-            return [(z, j) for z, j in s.execute(q).tuples()]
+            return [(row[0], row[1]) for row in s.execute(q).all()]
 
     def _proofs(self, *states: ProofState) -> list[NodeZkProof]:
         with self.store.sessions() as s:
