@@ -138,7 +138,6 @@ def node_run(
     from market.config import get_settings
     from worker.celery_app import enqueue_generate, enqueue_infer
     from worker.node import NodeService
-    from worker.zk_tasks import enqueue_prove, enqueue_zk_infer
 
     s = get_settings()
     svc = NodeService(
@@ -148,8 +147,6 @@ def node_run(
         model,
         enqueue_infer,
         enqueue_generate=enqueue_generate,
-        enqueue_zk=enqueue_zk_infer,
-        enqueue_prove=enqueue_prove,
     )
     svc.setup()
     stop = threading.Event()
@@ -290,10 +287,17 @@ def _read_input(path: Path, model: str) -> bytes:
     import numpy as np
 
     from market.errors import ConfigError
+    from worker.generative import is_generative
     from worker.models import encode_digits_input, encode_text_input
 
     if not path.exists():
         raise ConfigError(f"input file {path} does not exist")
+    if is_generative(model):  # .txt: one question; else the canonical request JSON itself
+        from worker.llm import encode_generation_input
+
+        if path.suffix == ".txt":
+            return encode_generation_input(path.read_text().strip())
+        return path.read_bytes()
     if path.suffix == ".txt":
         return encode_text_input(path.read_text().strip())
     if path.suffix in (".npy", ".json"):
@@ -314,7 +318,11 @@ def _read_input(path: Path, model: str) -> bytes:
 def submit(
     model: Annotated[str, typer.Option(help="model name (its id is read from the artefacts)")],
     input_file: Annotated[
-        Path, typer.Option("--input", help=".npy/.json image, .txt text, or canonical bytes")
+        Path,
+        typer.Option(
+            "--input",
+            help=".npy/.json image, .txt text (a question for smollm2), or canonical bytes",
+        ),
     ],
     max_fee: Annotated[int, typer.Option(help="escrow in wei")] = 2 * 10**15,
     deadline_s: Annotated[int, typer.Option(help="seconds until the deadline")] = 300,
@@ -338,13 +346,19 @@ def submit(
     from market.chain.types import ZERO_ADDRESS, JobRequest
     from market.config import get_settings
     from market.errors import ConfigError
+    from worker.generative import GenerativeInputCheck, is_generative
     from worker.models import load_model
 
     dep = _load_deployment(deployment)
     m = Market(ChainClient(dep.rpc_url, _key(key, "submitting a job")), dep)
-    manifest = load_model(get_settings().artifacts, model).manifest
     data = _read_input(input_file, model)
-    load_model(get_settings().artifacts, model).decode_input(data)  # refuse bad input before paying
+    llm = GenerativeInputCheck(get_settings().artifacts, model) if is_generative(model) else None
+    if llm is not None:
+        manifest = llm.manifest
+        llm(data)  # the node's own pre-claim check: refuse bad input before paying
+    else:
+        manifest = load_model(get_settings().artifacts, model).manifest
+        load_model(get_settings().artifacts, model).decode_input(data)  # refuse bad input first
     if not m.is_model_registered(manifest.model_id_bytes):
         raise ConfigError(f"model {model} is not registered on this deployment")
     start = m.client.block_number()
@@ -369,7 +383,11 @@ def submit(
                 if ev.name == "ResultCommitted" and int(ev.args["jobId"]) == job_id:
                     out = bytes(ev.args["output"])
                     console.print(f"result hash 0x{bytes(ev.args['resultHash']).hex()}")
-                    if out:
+                    if out and llm is not None:
+                        ids = [int(v) for v in decode_tensor(out).values.reshape(-1)]
+                        console.print(f"token ids {ids}")
+                        console.print(f"answer: {llm.codec.decode(ids)}")
+                    elif out:
                         values = decode_tensor(out).to_float()
                         console.print(f"output {np.array2string(values, precision=4)}")
                         if model.startswith("digits"):
@@ -410,13 +428,6 @@ def demo(
     cache: Annotated[
         bool, typer.Option("--cache", help="a repeated input answered from the result cache")
     ] = False,
-    verify: Annotated[
-        str | None,
-        typer.Option(
-            "--verify",
-            help="zk-spot or zk-full: a few proven jobs end to end instead (digits-mlp)",
-        ),
-    ] = None,
 ) -> None:
     """Run the whole market end to end on a local chain and print what happened.
 
@@ -461,9 +472,6 @@ def demo(
         else:
             print_answers(answers, console)
         return
-    if verify is not None:
-        _demo_zk(verify, model, jobs if jobs != 200 else 4, as_json)
-        return
     from market.config import get_settings
     from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json
 
@@ -485,24 +493,6 @@ def demo(
     else:
         print_summary(summary, console)
     if summary.jobs_settled != summary.jobs_submitted or not summary.reconciled:
-        raise typer.Exit(1)
-
-
-def _demo_zk(mode: str, model: str, jobs: int, as_json: bool) -> None:
-    """`demo --verify`: a few zk jobs, proved and audited (market.demo_zk)."""
-    import json as _json
-    from dataclasses import asdict
-
-    from market.config import get_settings
-    from market.demo_zk import ZkDemo, ZkDemoConfig, print_zk_summary
-
-    cfg = ZkDemoConfig(mode=mode, jobs=jobs, model=model, artifacts=get_settings().artifacts)
-    summary = ZkDemo(cfg, err_console).run()
-    if as_json:
-        print(_json.dumps({**asdict(summary), "ok": summary.ok}))
-    else:
-        print_zk_summary(summary, console)
-    if not summary.ok:
         raise typer.Exit(1)
 
 

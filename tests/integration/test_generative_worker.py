@@ -19,11 +19,16 @@ from typing import Any
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
 from market.blobs import BlobStore
 from market.canonical import keccak
+from market.chain.anvil import DEV_KEYS
+from market.chain.types import Segment
+from market.cli import app
 from market.config import Settings
 from market.tokenstream import parse_entry, stream_key
+from tests.conftest import Chain
 from tests.integration.test_llm import _code_key
 from tests.stack import REDIS_URL
 from tests.stack import redis_prefix as _redis_prefix
@@ -185,3 +190,36 @@ def test_worker_runs_jobs_in_one_engine_streams_and_dedupes_redelivery(
     assert "temperature" in bad.error
     # the lease was renewed while job 100 generated (every 0.1 s with a 0.4 s lease)
     assert len(renewals) >= 3, renewals
+
+
+def test_cli_submit_asks_a_question_and_checks_it_before_paying(
+    artifacts: Path, chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERIMARKET_ARTIFACTS", str(artifacts))
+    manifest = GenerativeInputCheck(artifacts, "smollm2").manifest
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    dep = tmp_path / "dep.json"
+    chain.deployment.save(dep)
+    common = ["--model", "smollm2", "--deployment", str(dep), "--key", DEV_KEYS[6], "--no-wait"]
+    too_long = tmp_path / "long.txt"
+    too_long.write_text("word " * 600)
+    res = CliRunner().invoke(app, ["submit", "--input", str(too_long), *common])
+    assert res.exit_code == 1 and "at most 512 are allowed" in res.output
+    not_canonical = tmp_path / "request.json"
+    not_canonical.write_text('{"prompt": "hi"}')
+    res = CliRunner().invoke(app, ["submit", "--input", str(not_canonical), *common])
+    assert res.exit_code == 1 and "canonical" in res.output
+    assert chain.market(6).job_count() == 0  # nothing was paid
+
+    question = tmp_path / "question.txt"
+    question.write_text("What is the capital of France?\n")
+    res = CliRunner().invoke(app, ["submit", "--input", str(question), *common])
+    assert res.exit_code == 0 and "job 1 submitted" in res.output, res.output
+    job = chain.market(6).job(1)
+    assert job.model_id == model_id
+    assert job.input_hash == keccak(encode_generation_input("What is the capital of France?"))
