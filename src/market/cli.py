@@ -253,6 +253,7 @@ def settle(
 
     from market.chain.client import ChainClient
     from market.chain.market import Market
+    from market.chain.reorg import service_monitor
     from market.chain.txmanager import TxManager
     from market.config import get_settings
     from market.db import Base, make_engine, make_sessions
@@ -271,7 +272,9 @@ def settle(
     else:  # embedded default: the settler's own SQLite file
         engine = make_engine(f"sqlite:///{s.data / 'settler.sqlite'}")
         Base.metadata.create_all(engine, tables=[Base.metadata.tables[ChainTx.__tablename__]])
-    settler = Settler(Market(client, dep), TxManager(client, make_sessions(engine)))
+    monitor = service_monitor(client, "settler", s.data)
+    txm = TxManager(client, make_sessions(engine))
+    settler = Settler(Market(client, dep), txm, monitor=monitor)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     (s.data / "settler-ready").touch()

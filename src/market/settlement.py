@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from market.chain.events import Event, LogReader
 from market.chain.market import Market
+from market.chain.reorg import ReorgMonitor
 from market.chain.txmanager import TxManager
 from market.chain.types import ZERO_ADDRESS, JobStatus
 from market.settlement_zk import ZkSettlement
@@ -46,6 +48,9 @@ class Settler:
     grace_s: int = 1
     jobs: dict[int, Tracked] = field(default_factory=dict)
     stats: SettlerStats = field(default_factory=SettlerStats)
+    #: notices reorgs: what it tracks is then rebuilt from the chain, and its transactions
+    #: mined above the common ancestor are checked again (re-sent when dropped)
+    monitor: ReorgMonitor | None = None
     #: zk jobs (market.settlement_zk); made in __post_init__ when the deployment has zk
     zk: ZkSettlement | None = None
     _cursor: int = -1
@@ -56,9 +61,28 @@ class Settler:
         self._cursor = d.start_block - 1
         if self.zk is None and d.zk_verification != ZERO_ADDRESS:
             self.zk = ZkSettlement(self.market, self.txm)
+        if self.monitor is not None:
+            self.txm.observer = self.monitor.observe
+
+    def check_reorg(self) -> None:
+        """After a reorg: re-check the transactions mined above the common ancestor, and
+        rebuild the view of the jobs from the chain (an event on a dropped block, such as
+        the JobFinalized of a dropped finalize, must not count)."""
+        if self.monitor is None:
+            return
+        reorg = self.monitor.check()
+        if reorg is not None:
+            self.txm.reorged(reorg.ancestor)
+            self.jobs.clear()
+            self._cursor = self.market.deployment.start_block - 1
+        self.txm.step()  # re-sent transactions nobody waits on still get their receipt
 
     def follow(self) -> None:
-        head = self.market.client.block_number()
+        client = self.market.client
+        latest = client.rpc(partial(client.w3.eth.get_block, "latest"))
+        head = int(latest["number"])
+        if self.monitor is not None:  # before the logs: a reorg after this is noticed
+            self.monitor.observe(head, bytes(latest["hash"]))
         if head <= self._cursor:
             return
         for ev in self.reader.fetch(self._cursor + 1, head):
@@ -108,6 +132,7 @@ class Settler:
 
     def settle_once(self, now: float | None = None) -> int:
         """Follow events, then send what is due. Returns how many jobs it settled."""
+        self.check_reorg()
         self.follow()
         fin, exp = self.due(self.market.client.now() if now is None else now)
         done = 0

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
+from market.chain.types import JobStatus
 from market.errors import ContractRevert
 from worker.chainwork import BatchKind, ChainWork
 from worker.store import NodeJob, NodeJobState, NodeStore
@@ -80,6 +81,11 @@ class Committer:
         ours = job is not None and job.result_hash == "0x" + onchain.result_hash.hex()
         if ours and onchain.node == self.market.client.address:
             return S.COMMITTED
+        if job is not None and onchain.status is JobStatus.OPEN:
+            # our claim was dropped by a reorg and is being re-sent (TxManager.reorged):
+            # commit again once it is mined; the job's deadline bounds the retries
+            time.sleep(0.25)
+            return S.READY
         return None
 
     def recover(self) -> None:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from market.chain.client import ChainClient
 from market.chain.market import Market
+from market.chain.reorg import ReorgSettings, service_monitor
 from market.chain.txmanager import GasPolicy, TxManager
 from market.chain.types import ZERO_ADDRESS, Deployment
 from market.config import Settings
@@ -127,7 +128,19 @@ class NodeService:
             max_batch=self.settings.batch_max,
             skip=self.zk.zk_ids if self.zk else None,
         )
+        self.monitor = service_monitor(client, "node", self.settings.data)
+        self.txm.observer = self.poller.observer = self.monitor.observe
         retrying(self.recover)
+
+    def check_reorg(self) -> int:
+        """A reorg re-opens this key's transactions dropped with their blocks (re-sent with
+        the same nonce and bytes) and sends the poller back to the common ancestor."""
+        reorg = self.monitor.check()
+        if reorg is not None:
+            self.txm.reorged(reorg.ancestor)
+            self.poller.rewind(reorg.ancestor)
+        self.txm.step()  # re-sent transactions nobody waits on still get their receipt
+        return 0  # never counts as work: it runs on its interval
 
     def _setup_zk(self, runtime: Runtime, served: list[ServedModel]) -> ZkWork | None:
         """Serve the zk variants of our models that this node has priced (worker.zk)."""
@@ -206,6 +219,7 @@ class NodeService:
     def start(self) -> None:
         for body, interval, name in (
             (self.sweep, self.settings.task_lease_s / 4, "sweeper"),
+            (self.check_reorg, ReorgSettings().reorg_check_s, "reorgs"),
             (self.poller.poll, self.poll_interval, "poller"),
             (self.committer.commit_ready, self.commit_interval, "committer"),
             *(

@@ -11,9 +11,11 @@ reverts on one job (another node was faster), that job is set aside and the rest
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -145,6 +147,10 @@ class Poller:
             topics=[topic_of("JobMarket", "JobSubmitted")],
         )
         self.start_block = market.deployment.start_block if start_block is None else start_block
+        #: told (number, hash) of the head block each event read goes up to (reorg monitor)
+        self.observer: Callable[[int, bytes], None] | None = None
+        # reorgs reported from another thread while a read is under way (see rewind)
+        self._rewinds, self._rewind_to, self._rewind_lock = 0, -1, threading.Lock()
         self.claims = ChainWork(
             store,
             txm,
@@ -154,6 +160,16 @@ class Poller:
             confirmed=self._claimed,
             reconcile=self._reconcile,
         )
+
+    def rewind(self, ancestor: int) -> None:
+        """The chain was reorganised above ``ancestor``: read its events again from there
+        (jobs already known are kept; a job submitted only on the new branch is found)."""
+        with self._rewind_lock:
+            self._rewinds += 1
+            self._rewind_to = ancestor
+            if self.store.cursor(CURSOR, self.start_block - 1) > ancestor:
+                with self.store.sessions.begin() as s:
+                    self.store.set_cursor(s, CURSOR, max(ancestor, self.start_block - 1))
 
     def recover(self) -> None:
         """After a restart: settle claim batches whose transaction ended while we were down."""
@@ -169,7 +185,12 @@ class Poller:
         """Record new submissions from the chain's events, or from the market index."""
         if self.index is not None:
             return self._discover_from_index(self.index)
-        head = self.market.client.block_number()
+        client = self.market.client
+        rewinds = self._rewinds
+        latest = client.rpc(partial(client.w3.eth.get_block, "latest"))
+        head = int(latest["number"])
+        if self.observer is not None:  # before the logs: a reorg after this is noticed
+            self.observer(head, bytes(latest["hash"]))
         frm = self.store.cursor(CURSOR, self.start_block - 1) + 1
         if frm > head:
             return 0
@@ -180,7 +201,10 @@ class Poller:
             for ev in events
             if ev.name == "JobSubmitted"
         ]
-        return self.store.add_seen(jobs, (CURSOR, head))
+        with self._rewind_lock:
+            if rewinds != self._rewinds:  # a reorg came while reading: read it again
+                head = min(head, max(self._rewind_to, self.start_block - 1))
+            return self.store.add_seen(jobs, (CURSOR, head))
 
     def _discover_from_index(self, index: sessionmaker[Session]) -> int:
         """Open jobs the indexer has recorded above the last job id seen (the cursor)."""

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -72,6 +73,8 @@ class GasPolicy:
     """How fees start and grow. A bump raises both fees by at least ``bump_percent``."""
 
     bump_after_s: float = 15.0
+    #: the same signed bytes are broadcast again this often while waiting (not a bump)
+    resend_after_s: float = 3.0
     bump_percent: int = 20
     fee_cap_wei: int = 500 * 10**9
     tip_wei: int = 10**9
@@ -92,6 +95,11 @@ class TxManager:
         self.sessions = sessions
         self.gas = gas or GasPolicy()
         self._lock = threading.RLock()
+        #: told (block number, block hash) of every receipt this manager acts on, so that a
+        #: reorg monitor can notice when one of those blocks is replaced (market.chain.reorg)
+        self.observer: Callable[[int, bytes], None] | None = None
+        self.reorged_total = 0  # mined transactions found dropped by a reorg and re-sent
+        self._last_resend: dict[int, float] = {}
 
     # ------------------------------------------------------------------ public
     def enqueue(
@@ -237,6 +245,86 @@ class TxManager:
                 log.warning("txmanager step failed: %s", exc)
                 stop.wait(0.5)
 
+    def reorged(self, ancestor: int) -> int:
+        """The chain was reorganised above block ``ancestor``: look again at every transaction
+        of this key mined above it. One whose receipt is gone goes back to ``sent`` and its
+        signed bytes are broadcast again — the same nonce and the same hash, so it can be
+        mined once at most; one mined again elsewhere gets its new block (and outcome).
+        Transactions in flight are re-broadcast too (a dropped block took them out of the
+        pool). Returns how many mined transactions were re-opened."""
+        with self._lock, self.sessions() as s:
+            mined = list(
+                s.scalars(
+                    select(ChainTx)
+                    .where(
+                        ChainTx.sender == self.sender,
+                        ChainTx.nonce.is_not(None),
+                        ChainTx.raw.is_not(None),
+                        ChainTx.state.in_([TxState.CONFIRMED, TxState.FAILED]),
+                        ChainTx.block_number > ancestor,
+                    )
+                    .order_by(ChainTx.nonce)
+                )
+            )
+            reopened = self._recheck_mined(s, mined)
+            for row in s.scalars(
+                select(ChainTx)
+                .where(ChainTx.sender == self.sender, ChainTx.state == TxState.SENT)
+                .order_by(ChainTx.nonce)
+            ):
+                self._resend(row)
+            return reopened
+
+    def _recheck_mined(self, s: Session, rows: list[ChainTx]) -> int:
+        """Look for the receipts of ``rows`` (held as mined) again; re-open and re-broadcast,
+        lowest nonce first, those a reorg dropped. Returns how many were re-opened."""
+        reopened = []
+        for row in rows:
+            receipt = self._find_receipt(row)
+            if receipt is None:
+                log.warning(
+                    "tx %s (nonce %s, %s) was in block %s, dropped by a reorg: re-sending",
+                    row.id,
+                    row.nonce,
+                    row.purpose,
+                    row.block_number,
+                )
+                row.state, row.block_number, row.gas_used = TxState.SENT, None, None
+                row.error, row.revert_data = None, None
+                reopened.append(row)
+                continue
+            if self.observer is not None:
+                self.observer(int(receipt["blockNumber"]), bytes(receipt["blockHash"]))
+            row.block_number = int(receipt["blockNumber"])
+            row.gas_used = int(receipt["gasUsed"])
+            ok = int(receipt["status"]) == 1
+            if ok and row.state is TxState.FAILED:
+                row.state, row.error, row.revert_data = TxState.CONFIRMED, None, None
+                row.tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
+            elif not ok and row.state is TxState.CONFIRMED:
+                log.error("tx %s (nonce %s) reverted when mined again", row.id, row.nonce)
+                revert = self._replay(row, row.block_number)
+                row.state, row.error = TxState.FAILED, str(revert) if revert else "reverted"
+                if revert is not None and revert.data is not None:
+                    row.revert_data = "0x" + revert.data.hex()
+        s.commit()
+        self.reorged_total += len(reopened)
+        for row in reopened:  # lowest nonce first: a gap would hold back the rest
+            self._resend(row)
+        return len(reopened)
+
+    def _resend(self, row: ChainTx) -> None:
+        """Broadcast the row's signed bytes again (not a new transaction: same nonce, same
+        hash); "already known" and the like are fine. Does not restart the bump timer."""
+        raw = row.raw
+        if raw is None:
+            return
+        self._last_resend[row.id] = time.time()
+        try:
+            self.client.rpc(lambda: self.client.w3.eth.send_raw_transaction(raw))
+        except Web3RPCError as exc:
+            log.info("re-broadcast of tx %s: %s", row.id, exc)
+
     # ------------------------------------------------------------------ moves
     def _start(self, s: Session, row: ChainTx) -> None:
         tx: TxParams = {
@@ -268,6 +356,8 @@ class TxManager:
             return True
         receipt = self._find_receipt(row)
         if receipt is not None:
+            if self.observer is not None:
+                self.observer(int(receipt["blockNumber"]), bytes(receipt["blockHash"]))
             row.block_number = int(receipt["blockNumber"])
             row.gas_used = int(receipt["gasUsed"])
             if int(receipt["status"]) == 1:
@@ -279,6 +369,24 @@ class TxManager:
                 self._fail(s, row, str(revert) if revert else "reverted", revert)
             return True
         mined_nonce = self._chain_nonce()
+        if row.nonce is not None and mined_nonce < row.nonce:
+            # a lower nonce of ours is no longer mined: a reorg dropped a transaction held as
+            # mined (seen here even before a reorg monitor reports it); re-send it first
+            below = list(
+                s.scalars(
+                    select(ChainTx)
+                    .where(
+                        ChainTx.sender == self.sender,
+                        ChainTx.nonce >= mined_nonce,
+                        ChainTx.nonce < row.nonce,
+                        ChainTx.state.in_([TxState.CONFIRMED, TxState.FAILED]),
+                        ChainTx.block_number.is_not(None),
+                    )
+                    .order_by(ChainTx.nonce)
+                )
+            )
+            if below and self._recheck_mined(s, below):
+                return True
         if row.nonce is not None and mined_nonce > row.nonce:
             # our nonce was used, but by none of our hashes: give the receipt a moment first
             if time.time() - (row.sent_at or 0) > 5.0:
@@ -288,6 +396,9 @@ class TxManager:
         if time.time() - (row.sent_at or 0) >= self.gas.bump_after_s:
             self._bump(s, row)
             return True
+        last = max(row.sent_at or 0, self._last_resend.get(row.id, 0))
+        if time.time() - last >= self.gas.resend_after_s:
+            self._resend(row)  # a reorg or a restarted RPC node may have lost it
         return False
 
     def _broadcast(self, s: Session, row: ChainTx) -> None:
