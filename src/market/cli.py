@@ -138,6 +138,7 @@ def node_run(
     from market.config import get_settings
     from worker.celery_app import enqueue_generate, enqueue_infer
     from worker.node import NodeService
+    from worker.zk_tasks import enqueue_prove, enqueue_zk_infer
 
     s = get_settings()
     svc = NodeService(
@@ -147,6 +148,8 @@ def node_run(
         model,
         enqueue_infer,
         enqueue_generate=enqueue_generate,
+        enqueue_zk=enqueue_zk_infer,
+        enqueue_prove=enqueue_prove,
     )
     svc.setup()
     stop = threading.Event()
@@ -431,6 +434,13 @@ def demo(
     cache: Annotated[
         bool, typer.Option("--cache", help="a repeated input answered from the result cache")
     ] = False,
+    verify: Annotated[
+        str | None,
+        typer.Option(
+            "--verify",
+            help="zk-spot or zk-full: a few proven jobs end to end instead (digits-mlp)",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole market end to end on a local chain and print what happened.
 
@@ -475,6 +485,9 @@ def demo(
         else:
             print_answers(answers, console)
         return
+    if verify is not None:
+        _demo_zk(verify, model, jobs if jobs != 200 else 4, as_json)
+        return
     from market.config import get_settings
     from market.demo import Demo, DemoConfig, demo_keys_from_env, print_summary, summary_json
 
@@ -496,6 +509,24 @@ def demo(
     else:
         print_summary(summary, console)
     if summary.jobs_settled != summary.jobs_submitted or not summary.reconciled:
+        raise typer.Exit(1)
+
+
+def _demo_zk(mode: str, model: str, jobs: int, as_json: bool) -> None:
+    """`demo --verify`: a few zk jobs, proved and audited (market.demo_zk)."""
+    import json as _json
+    from dataclasses import asdict
+
+    from market.config import get_settings
+    from market.demo_zk import ZkDemo, ZkDemoConfig, print_zk_summary
+
+    cfg = ZkDemoConfig(mode=mode, jobs=jobs, model=model, artifacts=get_settings().artifacts)
+    summary = ZkDemo(cfg, err_console).run()
+    if as_json:
+        print(_json.dumps({**asdict(summary), "ok": summary.ok}))
+    else:
+        print_zk_summary(summary, console)
+    if not summary.ok:
         raise typer.Exit(1)
 
 
