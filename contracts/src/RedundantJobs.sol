@@ -98,10 +98,11 @@ contract RedundantJobs is IRedundantJobs, ReentrancyGuardTransient {
         if (!modelRegistry.isRegistered(request.modelId)) revert ModelNotRegistered(request.modelId);
         if (msg.value == 0) revert ZeroFee();
         if (msg.value > type(uint96).max) revert ValueMismatch(type(uint96).max, msg.value);
-        if (request.bond == 0) revert ZeroBond();
         uint256 k = request.k;
         uint256 n = request.n;
         if (k == 0 || k > n || n > MAX_NODES || 2 * k <= n) revert InvalidQuorum(k, n, MAX_NODES);
+        uint256 minimumBond = msg.value / n;
+        if (request.bond < minimumBond || request.bond == 0) revert BondTooLow(request.bond, minimumBond);
         // forge-lint: disable-next-line(block-timestamp)
         if (request.commitDeadline <= block.timestamp) {
             revert DeadlineInPast(request.commitDeadline, block.timestamp);
@@ -217,8 +218,9 @@ contract RedundantJobs is IRedundantJobs, ReentrancyGuardTransient {
     /// @inheritdoc IRedundantJobs
     /// @dev With a winner: each agreeing node is credited its bond plus fee / agreeing; the
     ///      other seats' bonds and the rounding dust go to the payer. Without: the fee goes
-    ///      back, nodes that revealed get their bond back, and the bonds of nodes that never
-    ///      revealed go to the payer.
+    ///      back, nodes that revealed get their bond back plus an equal part of the bonds of
+    ///      nodes that never revealed (their output is public now; a requester whose own
+    ///      nodes withhold reveals pays for it), the rounding dust to the payer.
     function finalize(uint256 jobId) external nonReentrant {
         Job storage job = _openJob(jobId);
         if (!_ready(job)) revert NotReady(jobId);
@@ -250,9 +252,25 @@ contract RedundantJobs is IRedundantJobs, ReentrancyGuardTransient {
             emit RedundantJobSettled(jobId, winner, agreeing, share, slashed);
         } else {
             job.status = Status.Refunded;
-            _credit(payer, fee + slashed);
+            _credit(payer, fee + _shareAmongRevealers(jobId, job.reveals, slashed));
             emit RedundantJobRefunded(jobId, fee, slashed);
         }
+    }
+
+    /// @notice Credits every seat of job `jobId` that revealed an equal part of `slashed`.
+    /// @param jobId The job.
+    /// @param revealers How many seats revealed.
+    /// @param slashed Wei to share.
+    /// @return dust What is left (all of it when nobody revealed), for the payer.
+    function _shareAmongRevealers(uint256 jobId, uint256 revealers, uint256 slashed) internal returns (uint256 dust) {
+        if (revealers == 0) return slashed;
+        uint256 part = slashed / revealers;
+        if (part == 0) return slashed;
+        address[] storage seated = _nodes[jobId];
+        for (uint256 i; i < seated.length; ++i) {
+            if (_seats[jobId][seated[i]].revealed != bytes32(0)) _credit(seated[i], part);
+        }
+        return slashed - part * revealers;
     }
 
     /// @inheritdoc IRedundantJobs

@@ -106,7 +106,7 @@ contract RedundantJobsTest is MarketFixture {
     }
 
     function test_AllAgree_FeeSplitThreeWaysDustToPayer() public {
-        uint256 jobId = _open(2, 3, 1 ether + 1);
+        uint256 jobId = _open(2, 3, 0.1 ether + 1);
         for (uint256 i; i < 3; ++i) {
             _commit(jobId, i, GOOD);
         }
@@ -114,7 +114,7 @@ contract RedundantJobsTest is MarketFixture {
             _reveal(jobId, i, GOOD);
         }
         rj.finalize(jobId);
-        uint256 total = 1 ether + 1;
+        uint256 total = 0.1 ether + 1;
         uint256 share = total / 3;
         for (uint256 i; i < 3; ++i) {
             assertEq(rj.withdrawable(seat[i]), BOND + share);
@@ -286,13 +286,33 @@ contract RedundantJobsTest is MarketFixture {
         vm.warp(block.timestamp + 21 minutes); // seat 2 never reveals
         uint256 payerBefore = payer.balance;
         rj.finalize(jobId);
-        assertEq(rj.withdrawable(payer), FEE + BOND, "fee back plus the silent seat's bond");
-        assertEq(rj.withdrawable(seat[0]), BOND);
-        assertEq(rj.withdrawable(seat[1]), BOND);
+        assertEq(rj.withdrawable(payer), FEE, "fee back");
+        assertEq(rj.withdrawable(seat[0]), BOND + BOND / 2, "revealers share the silent bond");
+        assertEq(rj.withdrawable(seat[1]), BOND + BOND / 2);
         assertEq(rj.withdrawable(seat[2]), 0);
         vm.prank(payer);
         rj.withdraw();
-        assertEq(payer.balance - payerBefore, FEE + BOND);
+        assertEq(payer.balance - payerBefore, FEE);
+        _assertSolvent();
+    }
+
+    /// @notice A requester whose own two nodes take seats and never reveal (to read the
+    ///         honest node's output and get the fee back) pays their bonds to the honest node.
+    function test_WithheldRevealsPayTheHonestRevealer() public {
+        vm.prank(seat[1]);
+        nodes.setModelPrice(modelId, 0);
+        vm.prank(seat[2]);
+        nodes.setModelPrice(modelId, 0);
+        uint256 jobId = _open(2, 3);
+        _commit(jobId, 0, GOOD);
+        _commit(jobId, 1, GOOD); // the requester's nodes
+        _commit(jobId, 2, GOOD);
+        _reveal(jobId, 0, GOOD);
+        vm.warp(block.timestamp + 21 minutes);
+        rj.finalize(jobId);
+        assertEq(rj.withdrawable(seat[0]), 3 * BOND, "its bond and both withheld ones");
+        assertGe(3 * BOND - BOND, FEE, "more than its share of the fee would have been");
+        assertEq(rj.withdrawable(payer), FEE);
         _assertSolvent();
     }
 
@@ -303,7 +323,7 @@ contract RedundantJobsTest is MarketFixture {
         vm.warp(block.timestamp + 10 minutes + 1);
         assertTrue(rj.canFinalize(jobId), "quorum out of reach");
         rj.finalize(jobId);
-        assertEq(rj.withdrawable(payer), FEE + BOND, "seat 0 never revealed");
+        assertEq(rj.withdrawable(payer), FEE + BOND, "seat 0 never revealed, nobody did");
         _assertSolvent();
     }
 
@@ -358,8 +378,8 @@ contract RedundantJobsTest is MarketFixture {
         vm.startPrank(payer);
         vm.expectRevert(IRedundantJobs.ZeroFee.selector);
         rj.submit(r);
-        r.bond = 0;
-        vm.expectRevert(IRedundantJobs.ZeroBond.selector);
+        r.bond = FEE / 3 - 1;
+        vm.expectRevert(abi.encodeWithSelector(IRedundantJobs.BondTooLow.selector, FEE / 3 - 1, FEE / 3));
         rj.submit{value: FEE}(r);
         r = _req(2, 3);
         r.inputHash = bytes32(uint256(7));
@@ -407,7 +427,7 @@ contract RedundantJobsTest is MarketFixture {
     function testFuzz_BalanceEqualsOwed(uint8 nRaw, uint8 kRaw, uint96 feeRaw, uint256 answers, uint256 seed) public {
         uint8 n = uint8(bound(nRaw, 1, 5));
         uint8 k = uint8(bound(kRaw, n / 2 + 1, n));
-        uint96 fee = uint96(bound(feeRaw, 5 * PRICE, 100 ether));
+        uint96 fee = uint96(bound(feeRaw, 5 * PRICE, BOND));
         uint256 jobId = _open(k, n, fee);
         _assertSolvent();
         uint256 commits = bound(seed, 0, n);

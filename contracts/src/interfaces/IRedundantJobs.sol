@@ -7,7 +7,8 @@ pragma solidity 0.8.28;
 ///         n have committed (or the commit deadline has passed) they reveal; the result hash
 ///         revealed by at least k nodes wins. Agreeing nodes share the fee and get their bond
 ///         back; nodes that revealed another hash or never revealed lose their bond to the
-///         payer. Without a quorum the payer is refunded. See docs/redundancy.md.
+///         payer. Without a quorum the payer is refunded and the bonds of nodes that never
+///         revealed go to those that did. See docs/redundancy.md.
 interface IRedundantJobs {
     /// @notice A redundant job's states.
     enum Status {
@@ -31,7 +32,7 @@ interface IRedundantJobs {
         uint8 k;
         /// @notice Number of node seats (k ≤ n ≤ MAX_NODES).
         uint8 n;
-        /// @notice Bond each node posts with its commit, in wei (> 0).
+        /// @notice Bond each node posts with its commit, in wei (≥ fee / n, > 0).
         uint96 bond;
         /// @notice Last time (unix seconds) a node may commit.
         uint40 commitDeadline;
@@ -91,8 +92,9 @@ interface IRedundantJobs {
     event RedundantJobSettled(
         uint256 indexed jobId, bytes32 resultHash, uint256 agreeing, uint256 share, uint256 slashed
     );
-    /// @notice Job `jobId` reached no quorum: `refund` (the fee) and `slashed` (bonds of
-    ///         nodes that never revealed) went to the payer.
+    /// @notice Job `jobId` reached no quorum: `refund` (the fee) went back to the payer;
+    ///         `slashed` (bonds of nodes that never revealed) was split among the nodes that
+    ///         revealed (to the payer if none did).
     event RedundantJobRefunded(uint256 indexed jobId, uint256 refund, uint256 slashed);
     /// @notice `node` lost its `bond` in job `jobId` (another hash, or no reveal).
     event BondSlashed(uint256 indexed jobId, address indexed node, uint256 bond);
@@ -105,8 +107,9 @@ interface IRedundantJobs {
     error ModelNotRegistered(bytes32 modelId);
     /// @notice The fee (msg.value) is zero.
     error ZeroFee();
-    /// @notice The bond is zero.
-    error ZeroBond();
+    /// @notice The bond is below fee / n: a requester's own nodes could then take seats,
+    ///         never reveal, and read the honest nodes' revealed output for little.
+    error BondTooLow(uint256 bond, uint256 minimum);
     /// @notice k and n must satisfy 1 ≤ k ≤ n ≤ `maxNodes` and 2k > n (one possible winner).
     error InvalidQuorum(uint256 k, uint256 n, uint256 maxNodes);
     /// @notice The commit deadline is not in the future.
