@@ -27,6 +27,7 @@ from worker.committer import Committer
 from worker.generative import GenerativeInputCheck, is_generative
 from worker.models import LoadedModel
 from worker.poller import Poller, PollerConfig, ServedModel
+from worker.redundant import redundant_loop
 from worker.runtime import Runtime
 from worker.store import NodeJobState, NodeStore
 from worker.zk import ZkDriver, ZkWork, serve_zk
@@ -121,6 +122,17 @@ class NodeService:
         # the node's cache price (inert until it sets one: docs/cache.md)
         cache = CacheServer(self.market, ResultCache(self.store.engine), self.txm)
         self.poller.serve_hook = cache.serve_seen
+        # k-of-n redundant jobs of the classifier models it serves (docs/redundancy.md)
+        classifiers = [
+            m for m in served if m.name in self.models and m.name not in self._generative
+        ]
+        self.redundant = redundant_loop(
+            self.market,
+            self.txm,
+            self.store,
+            {m.model_id: runtime.model(m.name) for m in classifiers},
+            self.settings.data / "redundant",
+        )
         self.committer = Committer(
             self.market,
             self.txm,
@@ -222,6 +234,7 @@ class NodeService:
             (self.check_reorg, ReorgSettings().reorg_check_s, "reorgs"),
             (self.poller.poll, self.poll_interval, "poller"),
             (self.committer.commit_ready, self.commit_interval, "committer"),
+            *([(self.redundant.step, 1.0, "redundant")] if self.redundant else []),
             *(
                 [(self.zk.step, self.poll_interval, "zk"), (self.zk.requeue, 30.0, "zk-sweep")]
                 if self.zk is not None

@@ -10,6 +10,7 @@ import pytest
 from eth_utils.crypto import keccak
 
 from market.canonical import decode_tensor
+from market.chain.anvil import DEV_KEYS
 from market.chain.redundant import Redundant, RedundantJob, RedundantRequest, RedundantStatus
 from market.chain.txmanager import TxManager
 from market.chain.types import Segment
@@ -137,3 +138,51 @@ def test_two_of_three_digits_job(chain: Chain, tmp_path: Path) -> None:
     receipt = workers[0].redundant.withdraw()
     gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
     assert chain.client(3).balance(chain.client(3).address) - before == BOND + FEE // 2 - gas
+
+
+def test_node_service_serves_a_redundant_job(chain: Chain, tmp_path: Path) -> None:
+    """The node service's own loop (NodeService.setup builds it) takes the seat of a 1-of-1
+    job, reveals once every seat is taken, finalizes and is paid."""
+    from market.config import Settings
+    from worker.node import NodeService
+
+    manifest = build_models(artifacts_dir(), ["digits-mlp"], progress=False)[0]
+    model_id = chain.market(0).register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        "",
+        [Segment(*s) for s in manifest.chain_segments()],
+    )
+    node = chain.market(3)
+    node.register_node(2 * 10**18)
+    node.set_model_price(model_id, PRICE)
+    settings = Settings(data=tmp_path / "node", artifacts=artifacts_dir())
+    svc = NodeService(settings, chain.deployment, DEV_KEYS[3], ["digits-mlp"], lambda _: None)
+    svc.setup()
+    assert svc.redundant is not None
+
+    data = encode_digits_input(digits_test_split()[0][5])
+    agent = Redundant(chain.market(6))
+    now = int(chain.client(0).now())
+    job_id = agent.submit(
+        RedundantRequest(
+            model_id=model_id,
+            input_hash=keccak(data),
+            input=data,
+            fee=PRICE,
+            k=1,
+            n=1,
+            bond=BOND,
+            commit_deadline=now + 300,
+            reveal_deadline=now + 600,
+        )
+    )
+    for _ in range(3):  # commit; reveal and finalize
+        svc.redundant.step()
+    job = agent.job(job_id)
+    assert job.status == RedundantStatus.SETTLED
+    assert (
+        agent.revealed_output(job_id, job.winner)
+        == load_model(artifacts_dir(), "digits-mlp").run_inputs([data])[0]
+    )
+    assert agent.withdrawable(node.client.address) == BOND + PRICE
