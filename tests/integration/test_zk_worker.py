@@ -13,6 +13,7 @@ test_zk_protocol.py's cache).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,12 +22,14 @@ from typing import Any
 import numpy as np
 import pytest
 from eth_utils.crypto import keccak
+from typer.testing import CliRunner, Result
 
 from market.audit import audit_job
 from market.blobs import BlobStore
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
 from market.chain.types import JobRequest, JobStatus, VerificationMode, ZkParams
+from market.cli import app
 from market.db import Base, make_engine, make_sessions
 from market.db.txstore import ChainTx
 from market.paths import artifacts_dir
@@ -166,6 +169,18 @@ class World:
         )
         return self.agent.submit_zk_job(request, ZkParams(input_hash))
 
+    def audit_cli(self, job_id: int, *args: str) -> Result:
+        """`verimarket audit JOB_ID` with only the deployment file, artefacts and prover cache."""
+        dep = self.tmp / "deployment.json"
+        self.chain.deployment.save(dep)
+        env = {
+            "VERIMARKET_PROVER_CACHE": str(self.prover_cache),
+            "VERIMARKET_ARTIFACTS": str(self.artifacts),
+        }
+        return CliRunner().invoke(
+            app, ["audit", str(job_id), "--deployment", str(dep), *args], env=env
+        )
+
     def circuits_run(self, data: bytes) -> ModelRun:
         from prover import run_model
 
@@ -224,8 +239,6 @@ def test_zk_variant_registered_with_small_verifiers_and_published_artefacts(
     assert found.model_id == w.model_id and found.verifiers == w.verifiers
     # the metadata URI names a blob that lists every artefact by hash; the vk hashes on
     # chain are those of the published verifying keys
-    import json
-
     index = json.loads(w.blobs.get(found.metadata_uri.removeprefix("blob://")))
     segs = w.agent.client.call(w.agent.models.functions.getSegments(w.model_id))
     for entry, seg in zip(index["segments"], segs, strict=True):
@@ -277,6 +290,12 @@ def test_honest_zk_spot_job_is_proven_by_the_worker_and_settles(
 
     verdict = audit_job(w.agent, job_id, w.artifacts, ProverConfig(cache_dir=w.prover_cache))
     assert verdict.ok, verdict.checks
+    # the same from the CLI, from the chain alone: exit 0, the proof verified here
+    res = w.audit_cli(job_id, "--json")
+    assert res.exit_code == 0, res.output
+    checks = {c["name"]: c["ok"] for c in json.loads(res.output)["checks"]}
+    assert checks["re-execution"] and checks["boundary hashes"] and checks["proofs"]
+    assert checks[f"proof of segment {segment}"]
 
 
 def test_node_committing_a_wrong_output_cannot_prove_it_and_is_slashed(
@@ -307,5 +326,7 @@ def test_node_committing_a_wrong_output_cannot_prove_it_and_is_slashed(
     compensation = job.collateral * params.slash_payer_bps // 10_000
     assert w.agent.withdrawable(w.agent.client.address) == MAX_FEE + compensation
 
-    verdict = audit_job(w.agent, job_id, w.artifacts, ProverConfig(cache_dir=w.prover_cache))
-    assert not verdict.ok
+    res = w.audit_cli(job_id)
+    assert res.exit_code == 1, res.output
+    assert "FAIL  re-execution" in res.output and "FAIL  boundary hashes" in res.output
+    assert "FAIL  proofs: slashed" in res.output and "does NOT check out" in res.output
