@@ -192,9 +192,12 @@ class GenerativeRuntime:
                 publisher.publish(job_id, token_event(job_id, index, token_id, text))
             index += 1
 
+        future = loop.submit(str(job_id), request, on_token)
         try:
-            result = loop.submit(str(job_id), request, on_token).result(GENERATE_TIMEOUT_S)
+            result = future.result(GENERATE_TIMEOUT_S)
         except Exception as exc:
+            if not future.done():  # timed out: free its batch slot and KV for the retry
+                loop.abort(str(job_id))
             if publisher is not None:
                 publisher.publish(job_id, error_event(job_id, str(exc)))
             raise

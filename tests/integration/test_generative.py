@@ -42,6 +42,7 @@ from tests.conftest import Chain
 from tests.integration.test_api import make_db, make_settings, seed
 from tests.stack import MAX_FEE, REDIS_URL, start_node_stack
 from tests.stack import redis_prefix as _redis_prefix
+from worker.llm import encode_token_ids
 
 pytestmark = pytest.mark.integration
 
@@ -176,8 +177,10 @@ def test_stream_route_checks_its_inputs_and_falls_back_to_the_chain(
     with sessions() as s:
         seed(s)
         s.commit()
-        committed = s.scalars(select(Result.job_id).order_by(Result.job_id)).first()
+        committed, other = s.scalars(select(Result.job_id).order_by(Result.job_id)).all()[:2]
         result = s.scalars(select(Result).where(Result.job_id == committed)).one()
+        result.output = encode_token_ids([504, 3575, 30])  # a generative job's canonical ids
+        s.commit()
         open_job = s.scalars(
             select(Job.job_id).where(Job.status == JobStatus.OPEN).order_by(Job.job_id)
         ).first()
@@ -192,6 +195,10 @@ def test_stream_route_checks_its_inputs_and_falls_back_to_the_chain(
             ((_, name, data),) = read_sse(f"{api}/jobs/{committed}/stream")
             assert name == "done" and data["source"] == "chain"
             assert data["result_hash"] == result.result_hash
+            assert data["token_ids"] == [504, 3575, 30]
+            # another model's output (not a vector at scale 2^0) has no token ids
+            ((_, name, data),) = read_sse(f"{api}/jobs/{other}/stream")
+            assert name == "done" and data["token_ids"] is None and data["output_hex"]
             # open and silent: the wait limit (1 s here) ends it with a reason
             ((_, name, data),) = read_sse(f"{api}/jobs/{open_job}/stream")
             assert name == "error" and "no token within" in data["reason"]

@@ -10,7 +10,8 @@ Relays the job's Redis stream (``market.tokenstream``) from its first entry:
   "result_hash", "finish_reason", "source": "node"}`` as the worker computed it, or, when the
   job was committed on chain before any stream was seen (streaming off on that node, or the
   stream expired), ``{"job_id", "result_hash", "output_hex", "output_uri", "token_ids",
-  "source": "chain"}`` from the index (token ids decoded from inline output, else null);
+  "source": "chain"}`` from the index (token ids decoded from an inline output that is a
+  vector at scale 2^0, else null);
 - ``event: error`` — ``{"job_id", "reason"}`` and the end: nothing arrived for the configured
   wait, or the job ended on chain without a result.
 
@@ -70,9 +71,12 @@ def _index_view(ctx: Any, job_id: int) -> tuple[JobStatus, dict[str, Any] | None
         token_ids: list[int] | None = None
         if output:
             try:
-                token_ids = [int(v) for v in decode_tensor(output).values.reshape(-1)]
+                tensor = decode_tensor(output)
             except CanonicalEncodingError:
-                token_ids = None
+                tensor = None
+            # token ids are a vector at scale 2^0; other models' outputs are not token ids
+            if tensor is not None and tensor.scale_bits == 0 and tensor.values.ndim == 1:
+                token_ids = [int(v) for v in tensor.values]
         return job.status, {
             "job_id": job_id,
             "result_hash": row.result_hash,
