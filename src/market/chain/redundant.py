@@ -12,6 +12,7 @@ from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from market.chain.events import LogReader, topic_of
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
 from market.chain.types import ZERO_ADDRESS, ZERO_HASH
@@ -124,6 +125,7 @@ class Redundant:
         self.market = market
         self.client = market.client
         self.txm = txm
+        self._reader: LogReader | None = None
         self.contract = market.client.contract("RedundantJobs", market.deployment.redundant_jobs)
 
     def _send(self, fn: Any, key: str, value: int = 0) -> TxReceipt | None:
@@ -196,11 +198,16 @@ class Redundant:
         return bytes(args["input"]), str(args["inputURI"])
 
     def submitted_since(self, from_block: int, to_block: int) -> list[int]:
-        """Ids of the jobs submitted in blocks ``from_block``..``to_block``."""
-        logs = self.contract.events.RedundantJobSubmitted().get_logs(
-            from_block=from_block, to_block=to_block
-        )
-        return [int(log["args"]["jobId"]) for log in logs]
+        """Ids of the jobs submitted in blocks ``from_block``..``to_block`` (ranges split
+        when the endpoint finds them too large)."""
+        if self._reader is None:
+            self._reader = LogReader(
+                self.client,
+                {"RedundantJobs": self.market.deployment.redundant_jobs},
+                topics=[topic_of("RedundantJobs", "RedundantJobSubmitted")],
+            )
+        events = self._reader.fetch(from_block, to_block)
+        return [int(e.args["jobId"]) for e in events if e.name == "RedundantJobSubmitted"]
 
     def seat_of(self, job_id: int, node: str) -> tuple[bytes, bytes]:
         """(commitment, revealed result hash) of ``node`` in ``job_id`` (zeros: none)."""
