@@ -58,10 +58,10 @@ def _model_id(name_or_id: str) -> bytes:
         except ValueError as exc:
             raise ConfigError(f"model id {name_or_id!r} is not hex") from exc
     from market.config import get_settings
-    from worker.models import load_model
+    from worker.generative import built_manifest
 
     try:
-        return load_model(get_settings().artifacts, name_or_id).manifest.model_id_bytes
+        return built_manifest(get_settings().artifacts, name_or_id).model_id_bytes
     except LookupError as exc:
         raise ConfigError(
             f"{exc}; pass a model name that `verimarket models list` shows, or a 0x model id"
@@ -314,7 +314,8 @@ def register(app: typer.Typer, node_app: typer.Typer, models_app: typer.Typer) -
     def models_list(deployment: DeploymentOpt = None) -> None:
         """Models built here, with their ids and whether the deployment has them registered."""
         from market.config import get_settings
-        from worker.models import MODEL_NAMES, load_model
+        from worker.generative import built_manifest
+        from worker.models.recipes import RECIPES
 
         market = None
         with contextlib.suppress(ConfigError):
@@ -322,9 +323,9 @@ def register(app: typer.Typer, node_app: typer.Typer, models_app: typer.Typer) -
         t = Table(title="models")
         for col in ("name", "model id", "segments", "registered"):
             t.add_column(col)
-        for name in MODEL_NAMES:
+        for name in RECIPES:  # the classifiers, then generative models (built only when named)
             try:
-                man = load_model(get_settings().artifacts, name).manifest
+                man = built_manifest(get_settings().artifacts, name)
             except Exception:  # noqa: BLE001 - a model not built here is shown as such
                 t.add_row(name, "(not built: `verimarket models build`)", "", "")
                 continue
@@ -347,10 +348,10 @@ def register(app: typer.Typer, node_app: typer.Typer, models_app: typer.Typer) -
         """Register a built model (its artefact hash and segments) in ModelRegistry."""
         from market.chain.types import Segment
         from market.config import get_settings
-        from worker.models import load_model
+        from worker.generative import built_manifest
 
         m = _market(deployment, key, "registering a model")
-        man = load_model(get_settings().artifacts, model).manifest
+        man = built_manifest(get_settings().artifacts, model)
         mid = m.register_model(
             man.artifacts_hash_bytes,
             man.output_scale,

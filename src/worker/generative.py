@@ -58,6 +58,18 @@ def is_generative(name: str) -> bool:
         return False
 
 
+def built_manifest(artifacts: Path, name: str) -> ModelManifest:
+    """The verified manifest of built model ``name``, of any kind, for the CLI's model
+    commands: a generative model's files are hash-checked, its weights not loaded."""
+    if is_generative(name):
+        from worker.models.build import verify_model_dir
+
+        return verify_model_dir(Path(artifacts) / name, recipe(name))
+    from worker.models import load_model
+
+    return load_model(artifacts, name).manifest
+
+
 class GenerativeInputCheck:
     """The node-side input check of a generative model: request JSON + prompt limits.
 

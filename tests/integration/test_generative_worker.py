@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from market.blobs import BlobStore
 from market.canonical import keccak
 from market.chain.anvil import DEV_KEYS
-from market.chain.types import Segment
 from market.cli import app
 from market.config import Settings
 from market.tokenstream import parse_entry, stream_key
@@ -197,14 +196,17 @@ def test_cli_submit_asks_a_question_and_checks_it_before_paying(
 ) -> None:
     monkeypatch.setenv("VERIMARKET_ARTIFACTS", str(artifacts))
     manifest = GenerativeInputCheck(artifacts, "smollm2").manifest
-    model_id = chain.market(0).register_model(
-        manifest.artifacts_hash_bytes,
-        manifest.output_scale,
-        "",
-        [Segment(*s) for s in manifest.chain_segments()],
-    )
+    model_id = manifest.model_id_bytes
     dep = tmp_path / "dep.json"
     chain.deployment.save(dep)
+    on = ["--deployment", str(dep)]
+    # the model commands take a generative model by name (its files checked, weights not run)
+    res = CliRunner().invoke(app, ["models", "register", "smollm2", *on, "--key", DEV_KEYS[0]])
+    assert res.exit_code == 0 and model_id.hex() in "".join(res.output.split()), res.output
+    node = ["node", "register", "--model", "smollm2", "--price", "1000", "--key", DEV_KEYS[1]]
+    res = CliRunner().invoke(app, [*node, *on])
+    assert res.exit_code == 0 and "serving smollm2" in res.output, res.output
+    assert chain.market(1).price_of(chain.client(1).address, model_id) == 1000
     common = ["--model", "smollm2", "--deployment", str(dep), "--key", DEV_KEYS[6], "--no-wait"]
     too_long = tmp_path / "long.txt"
     too_long.write_text("word " * 600)
