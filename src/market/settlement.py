@@ -162,6 +162,8 @@ class Settler:
                     self.stats.expired += max(n, 0)
         if self.zk is not None:
             zk_jobs = {i: (t.status, t.mode) for i, t in self.jobs.items() if t.mode != 0}
+            if zk_jobs:
+                self.zk.attest_due(zk_jobs, self.market.client.now())
             if zk_jobs and self.zk.slash_due(zk_jobs, self.market.client.now()):
                 before = len(self.jobs)
                 self.follow()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from market.blobs import BlobStore
 from market.chain.client import ChainClient
 from market.chain.market import Market
 from market.chain.reorg import ReorgSettings, service_monitor
@@ -174,7 +175,14 @@ class NodeService:
         for name, model_id, price in variants:
             served.append(ServedModel(model_id, name, price, runtime.model(name).decode_input))
             log.info("serving zk jobs of %s as 0x%s", name, model_id.hex())
-        self.zk = ZkDriver(self.market, self.txm, self.store, self.enqueue_prove)
+        self.zk = ZkDriver(
+            self.market,
+            self.txm,
+            self.store,
+            self.enqueue_prove,
+            blobs=BlobStore(self.settings.blobs()),
+            blob_base_url=self.settings.blob_base_url,
+        )
         return work
 
     def route(self, job_id: int) -> None:

@@ -33,10 +33,11 @@ import numpy as np
 from sqlalchemy import Boolean, Enum, Float, Integer, LargeBinary, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from market.blobs import BlobStore
 from market.canonical import encode_quantized
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
-from market.chain.types import VerificationMode
+from market.chain.types import JobStatus, VerificationMode
 from market.errors import ChainError, ContractRevert
 from worker.chainwork import ChainWork
 from worker.committer import COMMIT
@@ -62,6 +63,8 @@ class ProofState(enum.StrEnum):
     PENDING = "pending"  # queued on the prove queue
     PROVING = "proving"  # a prove worker took it
     PROVED = "proved"  # proof stored, checked against the committed hashes
+    PUBLISHED = "published"  # attested job: proof in a blob, publishProof sent; posted on
+    #                          chain only if an Invalid verdict or a dispute requires it
     SUBMITTED = "submitted"  # accepted on chain (terminal)
     FAILED = "failed"  # cannot be proved / rejected (terminal)
 
@@ -298,7 +301,13 @@ class ZkDriver:
         store: NodeStore,
         enqueue_prove: Callable[[int, int], None],
         lease_s: float = 300.0,
+        blobs: BlobStore | None = None,
+        blob_base_url: str = "",
     ) -> None:
+        """With ``blobs``, the proofs of attested jobs are published as a blob (URI
+        ``blob_base_url`` + name) for the attester instead of being posted on chain."""
+        self.blobs = blobs
+        self.blob_base_url = blob_base_url
         self.market = market
         self.txm = txm
         self.store = store
@@ -439,10 +448,86 @@ class ZkDriver:
         return self.market.zk_job(job_id).required_segments
 
     # ------------------------------------------------------------------ proofs
+    def publish_proved(self) -> int:
+        """Attested jobs: once every required proof is made, store them as one blob and
+        ``publishProof``; they go on chain only when the chain requires it (below)."""
+        if self.blobs is None:
+            return 0
+        moved = 0
+        for zk, _job in self._jobs(ZkStage.PROVING):
+            if not zk.attested:
+                continue
+            with self.store.sessions() as s:
+                proofs = list(s.scalars(select(NodeZkProof).where(NodeZkProof.job_id == zk.job_id)))
+            if not proofs or any(p.state is not ProofState.PROVED for p in proofs):
+                continue
+            if self.market.zk_job(zk.job_id).on_chain_required:
+                continue  # a verdict or dispute came first: straight on chain
+            hashes = zk.hashes()
+            blob = {
+                "job_id": zk.job_id,
+                "boundary_hashes": [str(h) for h in hashes],
+                "proofs": {str(p.segment): "0x" + (p.proof or b"").hex() for p in proofs},
+            }
+            uri = self.blob_base_url + self.blobs.put(json.dumps(blob, sort_keys=True).encode())
+            fn = self.market.zk.functions.publishProof(zk.job_id, uri)
+            try:
+                res = self.txm.send(
+                    self.market.deployment.zk_verification,
+                    bytes.fromhex(fn._encode_transaction_data()[2:]),
+                    purpose="publish",
+                    key=f"publish:{zk.job_id}",
+                )
+            except (ChainError, OSError) as exc:
+                log.warning("proofs of job %s not published yet: %s", zk.job_id, exc)
+                continue
+            if not res.ok:
+                log.warning("publishProof(%s) refused (%s): posting on chain", zk.job_id, res.error)
+                continue
+            for p in proofs:
+                self._set(p, ProofState.PUBLISHED)
+            moved += 1
+        return moved
+
+    def escalate_published(self) -> int:
+        """Published proofs go on chain once the chain requires it (an Invalid verdict or
+        a dispute); a published job that settled is done."""
+        moved = 0
+        for job_id in sorted({p.job_id for p in self._proofs(ProofState.PUBLISHED)}):
+            status = self.market.job(job_id).status
+            if status.terminal:  # settled on the attestation (or slashed: recorded as such)
+                settled = status is JobStatus.SETTLED
+                with self.store.sessions.begin() as s:
+                    s.execute(
+                        update(NodeZkProof)
+                        .where(NodeZkProof.job_id == job_id)
+                        .values(
+                            state=ProofState.SUBMITTED if settled else ProofState.FAILED,
+                            error=None if settled else f"job {status.name.lower()}",
+                        )
+                    )
+                moved += 1
+            elif self.market.zk_job(job_id).on_chain_required:
+                log.info("job %s: proofs required on chain (verdict or dispute)", job_id)
+                with self.store.sessions.begin() as s:
+                    s.execute(
+                        update(NodeZkProof)
+                        .where(
+                            NodeZkProof.job_id == job_id,
+                            NodeZkProof.state == ProofState.PUBLISHED,
+                        )
+                        .values(state=ProofState.PROVED)
+                    )
+                moved += 1
+        return moved
+
     def submit_proved(self) -> int:
         moved = 0
         for p in self._proofs(ProofState.PROVED):
             zk = self._zk(p.job_id)
+            published_instead = zk.attested and self.blobs is not None
+            if published_instead and not self.market.zk_job(p.job_id).on_chain_required:
+                continue  # publish_proved's (or waiting for the job's other proofs)
             fn = self.market.zk.functions.submitProof(
                 p.job_id, p.segment, p.proof or b"", zk.hashes()
             )
@@ -490,7 +575,13 @@ class ZkDriver:
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
-        return self.commit_ready() + self.queue_proofs() + self.submit_proved()
+        return (
+            self.commit_ready()
+            + self.queue_proofs()
+            + self.publish_proved()
+            + self.escalate_published()
+            + self.submit_proved()
+        )
 
     def requeue(self, older_than: float | None = None) -> int:
         """Queue again proofs not made (after a restart: all; else those past the lease)."""

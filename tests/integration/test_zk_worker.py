@@ -28,12 +28,13 @@ from market.audit import audit_job
 from market.blobs import BlobStore
 from market.chain.market import Market
 from market.chain.txmanager import TxManager
-from market.chain.types import JobRequest, JobStatus, VerificationMode, ZkParams
+from market.chain.types import Attestation, JobRequest, JobStatus, VerificationMode, ZkParams
 from market.cli import app
 from market.db import Base, make_engine, make_sessions
 from market.db.txstore import ChainTx
 from market.paths import artifacts_dir
 from market.settlement import Settler
+from market.settlement_zk import OffChainVerifier, ZkSettlement
 from market.zk_models import CODE_SIZE_LIMIT, find_zk_models, register_zk_model
 from prover import ModelCircuits, ModelRun, ProverConfig, build_model
 from worker.committer import Committer
@@ -149,12 +150,25 @@ class World:
         proofs: list[tuple[int, int]] = []
         served = [ServedModel(self.model_id, MODEL, PRICE, model.decode_input)]
         poller = Poller(market, txm, store, served, inferred.append, PollerConfig(), zk=work)
-        driver = ZkDriver(market, txm, store, lambda j, s: proofs.append((j, s)))
+        driver = ZkDriver(
+            market,
+            txm,
+            store,
+            lambda j, s: proofs.append((j, s)),
+            blobs=self.blobs,
+            blob_base_url="blob://",
+        )
         committer = Committer(market, txm, store, skip=driver.zk_ids)
         ctx = JobContext(store, runtime, self.blobs, "http://127.0.0.1:1/blobs/")
         return Node(market, store, work, poller, committer, driver, ctx, inferred, proofs)
 
-    def submit(self, image: np.ndarray, mode: VerificationMode = VerificationMode.ZK_SPOT) -> int:
+    def submit(
+        self,
+        image: np.ndarray,
+        mode: VerificationMode = VerificationMode.ZK_SPOT,
+        *,
+        attested: bool = False,
+    ) -> int:
         data = encode_digits_input(image)
         # the requester's own Poseidon hash of its input, as segment 0 reads it
         input_hash = self.circuits_run(data).boundary_hashes[0]
@@ -167,7 +181,7 @@ class World:
             deadline=now + 600,
             mode=mode,
         )
-        return self.agent.submit_zk_job(request, ZkParams(input_hash))
+        return self.agent.submit_zk_job(request, ZkParams(input_hash, attested))
 
     def audit_cli(self, job_id: int, *args: str) -> Result:
         """`verimarket audit JOB_ID` with only the deployment file, artefacts and prover cache."""
@@ -330,3 +344,50 @@ def test_node_committing_a_wrong_output_cannot_prove_it_and_is_slashed(
     assert res.exit_code == 1, res.output
     assert "FAIL  re-execution" in res.output and "FAIL  boundary hashes" in res.output
     assert "FAIL  proofs: slashed" in res.output and "does NOT check out" in res.output
+
+
+def test_attested_job_settles_on_the_verdict_and_a_dispute_brings_the_proof_on_chain(
+    world: World, images: list[np.ndarray]
+) -> None:
+    """Attested jobs: the node publishes its proofs as a blob instead of posting them; the
+    settlement service, an attester, verifies them off chain and attests Valid; the job
+    settles after the dispute window with no proof on chain. A disputed one has its proof
+    posted on chain by the node, which resolves the dispute."""
+    w, params = world, world.chain.deployment.params
+    settler = w.settler.market
+    w.chain.market(0).set_attester(settler.client.address)
+    verifier = OffChainVerifier(
+        settler, w.artifacts, w.blobs, "blob://", ProverConfig(cache_dir=w.prover_cache)
+    )
+    w.settler.zk = ZkSettlement(settler, w.settler.txm, verifier=verifier)
+    node = w.node()
+    quiet = w.submit(images[0], attested=True)
+    disputed = w.submit(images[1], attested=True)
+    node.advance(w.chain)
+    for job_id in (quiet, disputed):
+        assert w.agent.zk_job(job_id).proven_mask == 0  # published, not posted
+        with node.store.sessions() as s:
+            states = {p.state for p in s.query(NodeZkProof).filter_by(job_id=job_id)}
+        assert states == {ProofState.PUBLISHED}
+
+    w.settler.settle_once()  # verifies the published proofs, attests
+    for job_id in (quiet, disputed):
+        zk = w.agent.zk_job(job_id)
+        assert zk.attestation is Attestation.VALID and zk.attester == settler.client.address
+
+    auditor = w.chain.market(4)
+    auditor.dispute_attestation(disputed)
+    assert w.agent.job(disputed).status is JobStatus.DISPUTED
+    node.driver.step()  # the chain now requires the proof: the node posts it
+    required = w.agent.zk_job(disputed).required_segments
+    assert w.agent.zk_job(disputed).proven_segments == required
+    assert w.agent.job(disputed).status is JobStatus.COMMITTED
+
+    w.chain.warp(max(params.challenge_window, params.dispute_window) + 1)
+    w.settler.settle_once()
+    assert w.agent.job(quiet).status is JobStatus.SETTLED
+    assert w.agent.job(disputed).status is JobStatus.SETTLED
+    assert w.agent.zk_job(quiet).proven_mask == 0  # settled on the attestation alone
+    node.driver.step()
+    assert node.work.get(quiet).stage is ZkStage.DONE  # type: ignore[union-attr]
+    assert node.work.get(disputed).stage is ZkStage.DONE  # type: ignore[union-attr]
