@@ -146,8 +146,14 @@ class ZkSettlement:
     _judged: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        if self.verifier is None and self.market.is_attester(self.market.client.address):
-            self.verifier = OffChainVerifier.from_settings(self.market)
+        if self.verifier is None:
+            try:
+                attester = self.market.is_attester(self.market.client.address)
+            except ChainError as exc:  # an RPC fault at start: settle now, attest never
+                log.warning("could not learn whether this key is an attester: %s", exc)
+                attester = False
+            if attester:
+                self.verifier = OffChainVerifier.from_settings(self.market)
 
     def can_finalize(self, job_id: int) -> bool:
         try:
