@@ -199,6 +199,12 @@ def test_gas_spike_and_dropped_transaction_settle_within_bounded_blocks(
     assert all(b >= a * 1.2 for a, b in itertools.pairwise(signed))
     assert spike < max(fees) <= cap
     assert res.block_number is not None and res.block_number - start_block <= 25
+    steps = [round(b / a, 2) for a, b in itertools.pairwise(signed)]
+    print(
+        f"\ngas spike x{spike / base:.0f} + dropped tx: mined {res.block_number - start_block} "
+        f"blocks after signing, {len(signed) - 1} bumps (factors {steps}), "
+        f"max fee {max(fees) / 1e9:.1f} gwei, cap {cap / 1e9:.0f} gwei"
+    )
 
 
 def test_one_hundred_concurrent_settlements_from_one_key(chain: Chain, tmp_path: Path) -> None:
