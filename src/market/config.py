@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     node_database_url: str | None = None
     blob_dir: Path | None = None
     blob_base_url: str = "http://127.0.0.1:8000/blobs/"
+    #: segments of pipelined jobs this node takes: "MODEL:0,1,2[@WEI];..." (docs/pipeline.md)
+    pipeline_segments: str = ""
     inline_output_max: int = 1024
     batch_max: int = 32
     batch_wait_ms: float = 5.0

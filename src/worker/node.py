@@ -27,6 +27,7 @@ from worker.cache import CacheServer, ResultCache
 from worker.committer import Committer
 from worker.generative import GenerativeInputCheck, is_generative
 from worker.models import LoadedModel
+from worker.pipeline_loop import BlobSource, pipeline_loop
 from worker.poller import Poller, PollerConfig, ServedModel
 from worker.redundant import redundant_loop
 from worker.runtime import Runtime
@@ -133,6 +134,15 @@ class NodeService:
             self.store,
             {m.model_id: runtime.model(m.name) for m in classifiers},
             self.settings.data / "redundant",
+        )
+        # pipelined jobs: the segments this node is configured to take (docs/pipeline.md)
+        self.pipeline = pipeline_loop(
+            self.market,
+            self.txm,
+            self.store,
+            self.settings.pipeline_segments,
+            self.settings.artifacts,
+            BlobSource(BlobStore(self.settings.blobs()), self.settings.blob_base_url),
         )
         self.committer = Committer(
             self.market,
@@ -243,6 +253,7 @@ class NodeService:
             (self.poller.poll, self.poll_interval, "poller"),
             (self.committer.commit_ready, self.commit_interval, "committer"),
             *([(self.redundant.step, 1.0, "redundant")] if self.redundant else []),
+            *([(self.pipeline.step, 0.5, "pipeline")] if self.pipeline else []),
             *(
                 [(self.zk.step, self.poll_interval, "zk"), (self.zk.requeue, 30.0, "zk-sweep")]
                 if self.zk is not None

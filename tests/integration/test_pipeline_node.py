@@ -1,0 +1,182 @@
+"""Pipelined jobs done by the node service's loop (worker.pipeline_loop) and checked by the
+auditor (market.audit_pipeline), on anvil with the digits MLP's real circuits.
+
+Three PipelineLoops (dev keys 3, 4, 5), each with its own node store and TxManager (as three
+node services have), take one segment each of a job they find on chain by themselves; the
+result must equal one node running the whole model. The loops run in-process (one round
+each, in turn), because three node processes would each load torch and the circuits, well
+over this module's time budget; the loop is the node service's, hooked into NodeService.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from market.blobs import BlobStore
+from market.chain.pipeline import PipelineStatus, SegmentStatus
+from market.chain.txmanager import TxManager
+from market.db.txstore import ChainTx
+from market.errors import ConfigError
+from worker.models import digits_test_split, encode_digits_input, load_model
+from worker.pipeline import SegmentRunner
+from worker.pipeline_loop import (
+    BlobSource,
+    PipelineLoop,
+    SegmentOffer,
+    SegState,
+    ServedPipeline,
+    parse_segments,
+)
+from worker.store import NodeStore
+
+from .test_pipeline import (  # noqa: F401 - fixtures
+    NODE_KEYS,
+    World,
+    circuits,
+    model_dir,
+    runner,
+    world,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def make_loops(
+    w: World, r: SegmentRunner, tmp_path: Path, segments: list[tuple[int, ...] | None]
+) -> list[PipelineLoop]:
+    loops = []
+    for key, segs in zip(NODE_KEYS, segments, strict=True):
+        market = w.chain.market(key)
+        store = NodeStore(f"sqlite:///{tmp_path}/node{key}.db")
+        txm = TxManager(market.client, store.sessions)
+        served = [ServedPipeline(w.model_id, r, segs, 1)]
+        loops.append(PipelineLoop(market, txm, store, served, BlobSource(w.blobs)))
+    return loops
+
+
+def run_rounds(loops: list[PipelineLoop], done: Callable[[], bool], rounds: int = 12) -> None:
+    for _ in range(rounds):
+        for loop in loops:
+            loop.step()
+        if done():
+            return
+    raise AssertionError("the loops did not get there")
+
+
+def tx_count(loop: PipelineLoop) -> int:
+    with loop.store.sessions() as s:
+        return int(s.scalar(select(func.count()).select_from(ChainTx)) or 0)
+
+
+def test_three_node_loops_run_a_pipelined_job(
+    world: World,  # noqa: F811
+    runner: SegmentRunner,  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    w = world
+    loops = make_loops(w, runner, tmp_path, [(0,), (1,), (2,)])
+    images, _ = digits_test_split()
+    data = encode_digits_input(images[5])
+    job_id, _ = w.submit(data, runner)
+
+    run_rounds(loops, lambda: w.payer.job(job_id).status == PipelineStatus.COMPLETED)
+    nodes = [loop.address for loop in loops]
+    for i in range(3):  # each loop took exactly its own segment
+        assert w.payer.segment(job_id, i).node == nodes[i]
+    last = w.payer.segment(job_id, 2)
+    result = w.blobs.get("0x" + last.output_hash.hex())
+    whole = load_model(model_dir.parent, model_dir.name, device="cpu")
+    assert result == whole.run_inputs([data])[0]
+
+    # a challenge of the middle segment is answered by its node's loop with a real proof
+    w.keeper.challenge(job_id, 1)
+    run_rounds(loops, lambda: w.payer.segment(job_id, 1).status == SegmentStatus.PROVEN, 3)
+
+    # after the challenge window one loop finalizes; the others see it done
+    w.chain.warp(w.payer.challenge_window() + 1)
+    run_rounds(loops, lambda: all(not lp.rows() for lp in loops), 2)
+    assert w.payer.job(job_id).status == PipelineStatus.FINALIZED
+    assert all(w.payer.withdrawable(n) > 0 for n in nodes)
+    assert [[r.state for r in lp.rows((SegState.DONE,))] for lp in loops] == [[SegState.DONE]] * 3
+
+    # never twice: claim + commit per node, the prove, one finalize; a restarted node (new
+    # store handle, TxManager and loop on the same database) sends nothing more
+    counts = [tx_count(lp) for lp in loops]
+    assert counts[1] == 3 and sum(counts) == 3 * 2 + 1 + 1
+    nonce = w.chain.client(NODE_KEYS[0]).w3.eth.get_transaction_count(nodes[0])
+    (again,) = make_loops_one(w, runner, tmp_path)
+    again.step()
+    assert tx_count(again) == counts[0]
+    assert w.chain.client(NODE_KEYS[0]).w3.eth.get_transaction_count(nodes[0]) == nonce
+
+
+def make_loops_one(
+    w: World, r: SegmentRunner, tmp_path: Path, segments: tuple[int, ...] = (0,)
+) -> list[PipelineLoop]:
+    market = w.chain.market(NODE_KEYS[0])
+    store = NodeStore(f"sqlite:///{tmp_path}/node{NODE_KEYS[0]}.db")
+    served = [ServedPipeline(w.model_id, r, segments, 1)]
+    return [
+        PipelineLoop(
+            market, TxManager(market.client, store.sessions), store, served, BlobSource(w.blobs)
+        )
+    ]
+
+
+def test_loop_waits_for_blobs_respects_its_price_and_survives_a_restart(
+    world: World,  # noqa: F811
+    runner: SegmentRunner,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    w = world
+    # node 3 takes segments 0 and 2; node 4 asks more than the job pays; node 5 takes 1
+    loops = make_loops(w, runner, tmp_path, [(0, 2), (1,), (1,)])
+    loops[1].served[w.model_id].min_fee = 10**18
+    images, _ = digits_test_split()
+    data = encode_digits_input(images[6])
+    job_id, _ = w.submit(data, runner)
+    loops[0].step()  # claims and runs segment 0; segment 2 waits for its input
+    assert w.payer.segment(job_id, 0).status == SegmentStatus.COMMITTED
+    assert w.payer.segment(job_id, 2).status == SegmentStatus.OPEN
+    # segment 0's blob withheld: node 5 does not claim a segment it could not start
+    blob = w.blobs.get("0x" + w.payer.segment(job_id, 0).output_hash.hex())
+    w.blobs.path("0x" + w.payer.segment(job_id, 0).output_hash.hex()).unlink()
+    loops[2].step()
+    assert w.payer.segment(job_id, 1).status == SegmentStatus.OPEN
+    loops[1].step()
+    assert [(r.index, r.state) for r in loops[1].rows((SegState.REFUSED,))] == [
+        (1, SegState.REFUSED)
+    ]
+    w.blobs.put(blob)
+    loops[2].step()
+    assert w.payer.segment(job_id, 1).status == SegmentStatus.COMMITTED
+    # node 3 restarts: its open segment comes back from its store, nothing is sent twice
+    (again,) = make_loops_one(w, runner, tmp_path, (0, 2))
+    run_rounds([again], lambda: w.payer.job(job_id).status == PipelineStatus.COMPLETED, 4)
+    assert w.payer.segment(job_id, 2).node == again.address
+    assert tx_count(again) == 4  # 2 claims + 2 commits
+    assert tx_count(loops[1]) == 0
+
+
+def test_segment_config_is_checked() -> None:
+    assert parse_segments("digits-mlp:0,2@5; other:all") == [
+        SegmentOffer("digits-mlp", (0, 2), 5),
+        SegmentOffer("other", None, None),
+    ]
+    assert parse_segments("") == []
+    for bad in ("digits-mlp", "digits-mlp:", "digits-mlp:x", "digits-mlp:0@y", "m:-1", "m:0@-3"):
+        with pytest.raises(ConfigError):
+            parse_segments(bad)
+
+
+def test_blob_source_refuses_bytes_of_another_hash(tmp_path: Path) -> None:
+    src = BlobSource(BlobStore(tmp_path / "b"), "")
+    name = src.store.put(b"activation")
+    assert src.get(name) == b"activation"
+    src.store.path(name).write_bytes(b"tampered")
+    assert src.get(name) is None
