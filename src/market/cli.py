@@ -536,6 +536,9 @@ def audit(
     job_id: Annotated[int, typer.Argument(help="the job to check")],
     deployment: DeploymentOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
+    pipeline: Annotated[
+        bool, typer.Option("--pipeline", help="JOB_ID is a pipelined job (PipelineJobs)")
+    ] = False,
 ) -> None:
     """Check a job from public data alone (chain, blobs, registered artefacts): re-run it,
     compare hashes, check its proofs. Exits 1 when the job does not check out."""
@@ -548,7 +551,21 @@ def audit(
     from market.config import get_settings
 
     dep = _load_deployment(deployment)
-    verdict = audit_job(Market(ChainClient(dep.rpc_url), dep), job_id, get_settings().artifacts)
+    if pipeline:  # docs/pipeline.md: each segment re-run from the blob before it
+        from market.audit_pipeline import audit_pipeline_job
+        from market.blobs import BlobStore
+        from market.chain.pipeline import Pipeline
+
+        st = get_settings()
+        verdict = audit_pipeline_job(
+            Pipeline(ChainClient(dep.rpc_url), dep),
+            job_id,
+            st.artifacts,
+            BlobStore(st.blobs()),
+            st.blob_base_url,
+        )
+    else:
+        verdict = audit_job(Market(ChainClient(dep.rpc_url), dep), job_id, get_settings().artifacts)
     if as_json:
         print(_json.dumps({**asdict(verdict), "ok": verdict.ok}))
     else:

@@ -10,19 +10,30 @@ over this module's time budget; the loop is the node service's, hooked into Node
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from eth_utils.crypto import keccak
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from market.audit import Verdict
+from market.audit_pipeline import audit_pipeline_job
 from market.blobs import BlobStore
-from market.chain.pipeline import PipelineStatus, SegmentStatus
+from market.chain.pipeline import Pipeline, PipelineStatus, SegmentCommit, SegmentStatus
 from market.chain.txmanager import TxManager
+from market.cli import app
 from market.db.txstore import ChainTx
 from market.errors import ConfigError
+from market.zk_models import register_zk_model
+from prover import ModelCircuits, ProverConfig
 from worker.models import digits_test_split, encode_digits_input, load_model
-from worker.pipeline import SegmentRunner
+from worker.models.manifest import ModelManifest
+from worker.pipeline import Activation, SegmentNode, SegmentRunner
 from worker.pipeline_loop import (
     BlobSource,
     PipelineLoop,
@@ -33,16 +44,51 @@ from worker.pipeline_loop import (
 )
 from worker.store import NodeStore
 
+from ..conftest import Chain
 from .test_pipeline import (  # noqa: F401 - fixtures
+    ETH,
+    KEEPER_KEY,
     NODE_KEYS,
+    PAYER_KEY,
     World,
     circuits,
     model_dir,
     runner,
-    world,
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def world(
+    chain: Chain,
+    circuits: ModelCircuits,  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    runner: SegmentRunner,  # noqa: F811
+    tmp_path: Path,
+) -> World:
+    """test_pipeline's world, with the model registered as `verimarket` registers a zk
+    variant (the manifest's artefacts hash and output scale), so that the node's
+    ``pipeline_loop`` and the auditor recognise it from the local artefacts."""
+    owner = chain.market(0)
+    manifest = ModelManifest.read(model_dir)
+    model_id = register_zk_model(owner, manifest, circuits).model_id
+    blobs = BlobStore(tmp_path / "blobs")
+    nodes = []
+    for key in NODE_KEYS:
+        market = chain.market(key)
+        market.register_node(2 * ETH)
+        market.set_model_price(model_id, 1)
+        nodes.append(SegmentNode(Pipeline(market.client, chain.deployment), runner, blobs))
+    payer = Pipeline(chain.client(PAYER_KEY), chain.deployment)
+    keeper = Pipeline(chain.client(KEEPER_KEY), chain.deployment)
+    return World(chain, model_id, payer, keeper, nodes, blobs)
+
+
+def prover_cache(mdir: Path) -> Path:
+    """The cache folder test_pipeline's ``circuits`` fixture builds the circuits in."""
+    key = hashlib.sha256((mdir / "manifest.json").read_bytes()).hexdigest()[:16]
+    return Path(f"/tmp/verimarket-zk-{key}")
 
 
 def make_loops(
@@ -73,7 +119,7 @@ def tx_count(loop: PipelineLoop) -> int:
 
 
 def test_three_node_loops_run_a_pipelined_job(
-    world: World,  # noqa: F811
+    world: World,
     runner: SegmentRunner,  # noqa: F811
     model_dir: Path,  # noqa: F811
     tmp_path: Path,
@@ -104,6 +150,13 @@ def test_three_node_loops_run_a_pipelined_job(
     assert all(w.payer.withdrawable(n) > 0 for n in nodes)
     assert [[r.state for r in lp.rows((SegState.DONE,))] for lp in loops] == [[SegState.DONE]] * 3
 
+    # the auditor agrees from chain and blobs alone, the posted proof included (CLI: exit 0)
+    res = audit_cli(w, model_dir, tmp_path, job_id)
+    assert res.exit_code == 0, res.output
+    checks = {c["name"]: c["ok"] for c in json.loads(res.output)["checks"]}
+    assert checks["result"] and checks["proof of segment 1"] and checks["link 1 -> 2"]
+    assert all(checks[f"segment {i} re-run"] for i in range(3))
+
     # never twice: claim + commit per node, the prove, one finalize; a restarted node (new
     # store handle, TxManager and loop on the same database) sends nothing more
     counts = [tx_count(lp) for lp in loops]
@@ -129,7 +182,7 @@ def make_loops_one(
 
 
 def test_loop_waits_for_blobs_respects_its_price_and_survives_a_restart(
-    world: World,  # noqa: F811
+    world: World,
     runner: SegmentRunner,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -180,3 +233,102 @@ def test_blob_source_refuses_bytes_of_another_hash(tmp_path: Path) -> None:
     assert src.get(name) == b"activation"
     src.store.path(name).write_bytes(b"tampered")
     assert src.get(name) is None
+
+
+def audit_cli(w: World, mdir: Path, tmp_path: Path, job_id: int) -> Any:
+    """`verimarket audit JOB_ID --pipeline --json` with only the deployment file, the
+    artefacts, the prover cache and the blob store."""
+    dep = tmp_path / "deployment.json"
+    w.chain.deployment.save(dep)
+    env = {
+        "VERIMARKET_PROVER_CACHE": str(prover_cache(mdir)),
+        "VERIMARKET_ARTIFACTS": str(mdir.parent),
+        "VERIMARKET_BLOB_DIR": str(w.blobs.root),
+        "VERIMARKET_BLOB_BASE_URL": "",
+    }
+    args = ["audit", str(job_id), "--pipeline", "--json", "--deployment", str(dep)]
+    return CliRunner().invoke(app, args, env=env)
+
+
+def audit(w: World, mdir: Path, job_id: int) -> tuple[Verdict, dict[str, bool | None]]:
+    config = ProverConfig(cache_dir=prover_cache(mdir))
+    v = audit_pipeline_job(w.payer, job_id, mdir.parent, w.blobs, "", config)
+    return v, {c.name: c.ok for c in v.checks}
+
+
+def test_audit_pins_a_forged_activation_a_broken_link_and_a_tampered_blob(
+    world: World,
+    runner: SegmentRunner,  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    w = world
+    images, _ = digits_test_split()
+
+    def start(n: int) -> tuple[int, bytes]:
+        job_id, _ = w.submit(encode_digits_input(images[n]), runner)
+        for i, node in enumerate(w.nodes):
+            node.claim(job_id, i)
+        w.nodes[0].work(job_id, 0)
+        return job_id, w.blobs.get("0x" + w.payer.segment(job_id, 0).output_hash.hex())
+
+    # job A: node 4 commits a float64 activation nudged inside the shadow tolerance (the
+    # chain and node 5 accept it); only re-running segment 1 shows it
+    job_a, blob0 = start(7)
+    out1 = runner.run(1, blob0)
+    act = Activation.decode(out1.output)
+    forged = Activation(act.values + 0.05, act.shadow).encode()
+    w.blobs.put(forged)
+    commit = SegmentCommit(
+        out1.input_hash, out1.input_boundary_hash, keccak(forged), out1.output_boundary_hash
+    )
+    w.nodes[1].pipeline.commit(job_a, 1, commit)
+    w.nodes[2].work(job_a, 2)
+    assert w.payer.job(job_a).status == PipelineStatus.COMPLETED
+    v, checks = audit(w, model_dir, job_a)
+    assert not v.ok
+    assert checks["segment 0 re-run"] and checks["link 1 -> 2"] and checks["segment 2 re-run"]
+    assert checks["segment 1 re-run"] is False and checks["result"] is False
+
+    # job B: node 4's blob carries another shadow than the boundary it committed, and node 5
+    # builds on it anyway: the link 1 -> 2 is broken
+    job_b, blob0 = start(8)
+    out1 = runner.run(1, blob0)
+    act = Activation.decode(out1.output)
+    bent = Activation(
+        act.values,
+        type(act.shadow)(
+            tuple(x + 1 for x in act.shadow.values), act.shadow.shape, act.shadow.scale_bits
+        ),
+    ).encode()
+    w.blobs.put(bent)
+    w.nodes[1].pipeline.commit(
+        job_b,
+        1,
+        SegmentCommit(
+            out1.input_hash, out1.input_boundary_hash, keccak(bent), out1.output_boundary_hash
+        ),
+    )
+    out2 = runner.run(2, bent)
+    w.nodes[2].pipeline.commit(
+        job_b,
+        2,
+        SegmentCommit(
+            keccak(bent), out1.output_boundary_hash, out2.output_hash, out2.output_boundary_hash
+        ),
+    )
+    w.blobs.put(out2.output)
+    v, checks = audit(w, model_dir, job_b)
+    assert not v.ok and checks["link 1 -> 2"] is False and checks["segment 1 re-run"] is False
+
+    # an honest job whose segment-0 blob is later corrupted in the store: not retrievable
+    job_c, blob0 = start(9)
+    w.nodes[1].work(job_c, 1)
+    w.nodes[2].work(job_c, 2)
+    assert audit(w, model_dir, job_c)[0].ok
+    w.blobs.path("0x" + keccak(blob0).hex()).write_bytes(blob0[:-1] + bytes([blob0[-1] ^ 1]))
+    v, checks = audit(w, model_dir, job_c)
+    assert not v.ok and checks["segment 0 blob"] is False
+    res = audit_cli(w, model_dir, tmp_path, job_c)
+    assert res.exit_code == 1, res.output
+    assert audit(w, model_dir, 999)[1] == {"job exists": False}
