@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 from market.audit import Verdict
 from market.audit_pipeline import audit_pipeline_job
 from market.blobs import BlobStore
+from market.chain.anvil import DEV_KEYS
 from market.chain.pipeline import Pipeline, PipelineStatus, SegmentCommit, SegmentStatus
 from market.chain.txmanager import TxManager
 from market.cli import app
@@ -41,6 +43,7 @@ from worker.pipeline_loop import (
     SegState,
     ServedPipeline,
     parse_segments,
+    pipeline_loop,
 )
 from worker.store import NodeStore
 
@@ -332,3 +335,50 @@ def test_audit_pins_a_forged_activation_a_broken_link_and_a_tampered_blob(
     res = audit_cli(w, model_dir, tmp_path, job_c)
     assert res.exit_code == 1, res.output
     assert audit(w, model_dir, 999)[1] == {"job exists": False}
+
+
+def test_node_service_builds_the_pipeline_loop_from_its_settings(
+    world: World,
+    runner: SegmentRunner,  # noqa: F811
+    model_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NodeService.setup builds the loop from VERIMARKET_PIPELINE_SEGMENTS (the zk variant
+    this node priced, found on chain), and the running service does a whole job by itself."""
+    from market.config import Settings
+    from worker.node import NodeService
+
+    w = world
+    monkeypatch.setenv("VERIMARKET_PROVER_CACHE", str(prover_cache(model_dir)))
+    settings = Settings(
+        data=tmp_path / "node",
+        artifacts=model_dir.parent,
+        blob_dir=w.blobs.root,
+        pipeline_segments="digits-mlp:all",
+    )
+    key = DEV_KEYS[NODE_KEYS[0]]
+    svc = NodeService(settings, w.chain.deployment, key, [], lambda _: None)
+    svc.setup()
+    assert svc.pipeline is not None
+    data = encode_digits_input(digits_test_split()[0][11])
+    job_id, _ = w.submit(data, runner)
+    svc.start()  # the service's own thread picks the job up
+    try:
+        deadline = time.monotonic() + 60
+        while w.payer.job(job_id).status != PipelineStatus.COMPLETED:
+            assert time.monotonic() < deadline, "the node service did not complete the job"
+            time.sleep(0.2)
+    finally:
+        svc.stop()
+    assert {w.payer.segment(job_id, i).node for i in range(3)} == {svc.market.client.address}
+
+    # what the settings may not say
+    blobs = BlobSource(w.blobs)
+    for spec, why in (("digits-mlp:3", "segments 0..2"), ("digits-mlp:0@x", "is not wei")):
+        with pytest.raises(ConfigError, match=why):
+            pipeline_loop(svc.market, svc.txm, svc.store, spec, model_dir.parent, blobs)
+    unpriced = w.chain.market(PAYER_KEY)  # no price for the model: refused, with the fix
+    with pytest.raises(ConfigError, match="node register"):
+        pipeline_loop(unpriced, svc.txm, svc.store, "digits-mlp:0", model_dir.parent, blobs)
+    assert pipeline_loop(svc.market, svc.txm, svc.store, "", model_dir.parent, blobs) is None
