@@ -104,13 +104,18 @@ def audit_job(
         if candidate.manifest.model_id_bytes == job.model_id:
             model = candidate
             break
-    if model is None and job.mode != VerificationMode.NONE:
+    llm = None  # a generative model (worker.llm): re-executed by its engine
+    if model is None and job.mode == VerificationMode.NONE:
+        from worker.generative import local_llm_for
+
+        llm = local_llm_for(artifacts, job.model_id)
+    if model is None and llm is None and job.mode != VerificationMode.NONE:
         found = _zk_variant(market, job.model_id, local, artifacts, prover_config)
         if isinstance(found, str):
             v.add("model artefacts", False, found)
             return v
         model, circuits = found
-    if model is None:
+    if model is None and llm is None:
         v.add(
             "model artefacts",
             False,
@@ -121,7 +126,8 @@ def audit_job(
     v.add(
         "model artefacts",
         True,
-        f"{model.manifest.name}: artefact files re-hashed to the registered model id",
+        f"{llm.name if llm else model.manifest.name if model else '?'}: artefact files "
+        "re-hashed to the registered model id",
     )
 
     # 3. the input
@@ -164,7 +170,14 @@ def audit_job(
         )
 
     # 5. re-execution (optimistic jobs: the canonical output is the float64 torch output)
-    if job.mode == VerificationMode.NONE:
+    if llm is not None:  # generative: judged at the first differing token (docs/llm.md)
+        from worker.generative import audit_generative_result
+
+        if out:
+            v.add("re-execution", *audit_generative_result(llm, data, out))
+    elif model is None:
+        v.add("re-execution", False, "no model to re-execute")
+    elif job.mode == VerificationMode.NONE:
         expected = model.run_inputs([data])[0]
         same = keccak(expected) == job.result_hash
         v.add(

@@ -32,12 +32,19 @@ from pathlib import Path
 from market.config import Settings
 from market.tokenstream import TokenPublisher, done_event, error_event, token_event
 from worker.jobs import JobContext, Outcome, run_job
-from worker.llm import EngineConfig, EngineLoop, GenerationRequest, LLMEngine, load_llm
+from worker.llm import (
+    EngineConfig,
+    EngineLoop,
+    GenerationRequest,
+    LLMEngine,
+    LoadedLLM,
+    load_llm,
+)
 from worker.llm.artefacts import CONFIG_FILE, GENERATION_FILE, TOKENIZER_FILE
 from worker.llm.model import LlamaConfig
 from worker.llm.runtime import GenerationSpec, check_prompt
 from worker.llm.tokenizer import TextCodec
-from worker.models.errors import ArtifactError, UnknownModel
+from worker.models.errors import ArtifactError, InvalidInput, UnknownModel
 from worker.models.manifest import ModelManifest
 from worker.models.recipes import recipe
 from worker.store import NodeJob
@@ -68,6 +75,42 @@ def built_manifest(artifacts: Path, name: str) -> ModelManifest:
     from worker.models import load_model
 
     return load_model(artifacts, name).manifest
+
+
+def local_llm_for(artifacts: Path, model_id: bytes) -> LoadedLLM | None:
+    """The generative model built under ``artifacts`` whose id is ``model_id``, loaded and
+    verified (auditing); None when none is built here."""
+    from worker.models.recipes import RECIPES
+
+    for name, rec in RECIPES.items():
+        if rec.kind != GENERATIVE_KIND:
+            continue
+        try:
+            manifest = ModelManifest.read(Path(artifacts) / name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if manifest.model_id_bytes == model_id:
+            return load_llm(artifacts, name)
+    return None
+
+
+def audit_generative_result(llm: LoadedLLM, data: bytes, output: bytes) -> tuple[bool | None, str]:
+    """(ok, detail) of the re-execution check of a generative job (worker.llm.audit)."""
+    from market.canonical import CanonicalEncodingError, decode_tensor
+    from worker.llm.audit import Judgement, audit_generation
+
+    try:
+        tensor = decode_tensor(output)
+    except CanonicalEncodingError as exc:
+        return False, f"the output is not a canonical token-id vector: {exc}"
+    if tensor.scale_bits != 0 or tensor.values.ndim != 1:
+        return False, "the output is not a token-id vector (int64 at scale 2^0)"
+    try:
+        audit = audit_generation(llm, data, [int(t) for t in tensor.values])
+    except InvalidInput as exc:
+        return False, f"the input is not a request the model accepts: {exc}"
+    ok = {Judgement.MATCH: True, Judgement.NEAR_TIE: True, Judgement.WRONG: False}
+    return ok.get(audit.judgement), audit.detail
 
 
 class GenerativeInputCheck:

@@ -222,6 +222,7 @@ def test_stream_route_checks_its_inputs_and_falls_back_to_the_chain(
 def test_generative_job_on_chain_streams_and_calls_back(
     chain: Chain, tmp_path: Path, redis_prefix: str
 ) -> None:
+    from market.audit import audit_job
     from worker.llm import GenerationRequest, encode_generation_input, load_llm
     from worker.llm.reference import transformers_greedy, transformers_model
     from worker.store import NodeJobState, NodeStore
@@ -285,6 +286,13 @@ def test_generative_job_on_chain_streams_and_calls_back(
         assert events[-1][1] == "done"
         assert events[-1][2]["token_ids"] == callback_ids
         assert events[-1][2]["result_hash"] == "0x" + bytes(result_hash).hex()
+
+        # an auditor re-executes it from public data and the registered artefacts
+        verdict = audit_job(market, job_id, artifacts_dir())
+        checks = {c.name: c for c in verdict.checks}
+        assert verdict.ok, verdict.checks
+        assert checks["re-execution"].ok is True
+        assert "equal re-execution" in checks["re-execution"].detail
 
         node_db = NodeStore(f"sqlite:///{tmp_path / 'node.sqlite'}")
         rejected = node_db.get(bad_id)

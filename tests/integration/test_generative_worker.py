@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+import torch
 from typer.testing import CliRunner
 
 from market.blobs import BlobStore
@@ -36,8 +37,10 @@ from worker.jobs import JobContext, Outcome
 from worker.llm import (
     EngineConfig,
     GenerationRequest,
+    LoadedLLM,
     encode_generation_input,
     encode_token_ids,
+    load_llm,
 )
 from worker.models import InvalidInput, build_models
 from worker.runtime import Runtime
@@ -225,3 +228,41 @@ def test_cli_submit_asks_a_question_and_checks_it_before_paying(
     job = chain.market(6).job(1)
     assert job.model_id == model_id
     assert job.input_hash == keccak(encode_generation_input("What is the capital of France?"))
+
+
+def test_audit_judges_a_generation_at_its_first_differing_token(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one intra-op thread, as the worker runs (two on this shared 2-core VM stall for seconds)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _audit_cases(load_llm(artifacts, "smollm2"), monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _audit_cases(llm: LoadedLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.llm import audit as llm_audit
+    from worker.llm.audit import Judgement, audit_generation
+
+    data = encode_generation_input("What is the capital of France?", max_new_tokens=6)
+    honest = audit_generation(llm, data, [])
+    assert honest.judgement is Judgement.WRONG and honest.position == 0  # nothing committed
+    ids = list(honest.expected)
+    assert audit_generation(llm, data, ids).judgement is Judgement.MATCH
+    assert audit_generation(llm, data, ids[:3]).judgement is Judgement.WRONG  # stops early
+
+    # the runner-up token at position 2: a real difference, judged by its logit gap there
+    logits = llm_audit.position_logits(llm, llm.prompt_ids(llm.decode_input(data)), ids[:2])
+    runner_up = int(logits.topk(2).indices[1])
+    forged = [*ids[:2], runner_up, *ids[3:]]
+    wrong = audit_generation(llm, data, forged)
+    assert wrong.judgement is Judgement.WRONG and wrong.position == 2
+    assert wrong.gap == pytest.approx(float(logits.max() - logits[runner_up]))
+    assert wrong.gap is not None and wrong.gap > 0
+    # were the gap within the tolerance, it would be an honest near-tie
+    best = abs(float(logits.max()))
+    monkeypatch.setattr(llm_audit, "NEAR_TIE_REL", 2 * wrong.gap / max(1.0, best))
+    assert audit_generation(llm, data, forged).judgement is Judgement.NEAR_TIE
+    assert "near-tie" in audit_generation(llm, data, forged).detail
