@@ -246,23 +246,25 @@ def _audit_cases(llm: LoadedLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     from worker.llm import audit as llm_audit
     from worker.llm.audit import Judgement, audit_generation
 
-    data = encode_generation_input("What is the capital of France?", max_new_tokens=6)
+    data = encode_generation_input("What is the capital of France?", max_new_tokens=4)
     honest = audit_generation(llm, data, [])
     assert honest.judgement is Judgement.WRONG and honest.position == 0  # nothing committed
     ids = list(honest.expected)
-    assert audit_generation(llm, data, ids).judgement is Judgement.MATCH
-    assert audit_generation(llm, data, ids[:3]).judgement is Judgement.WRONG  # stops early
+    assert audit_generation(llm, data, ids).judgement is Judgement.MATCH  # regenerates
+    expected = honest.expected  # the same ids: the remaining cases reuse them
+    early = audit_generation(llm, data, ids[:3], expected)
+    assert early.judgement is Judgement.WRONG and "stop after 3" in early.detail
 
     # the runner-up token at position 2: a real difference, judged by its logit gap there
     logits = llm_audit.position_logits(llm, llm.prompt_ids(llm.decode_input(data)), ids[:2])
     runner_up = int(logits.topk(2).indices[1])
     forged = [*ids[:2], runner_up, *ids[3:]]
-    wrong = audit_generation(llm, data, forged)
+    wrong = audit_generation(llm, data, forged, expected)
     assert wrong.judgement is Judgement.WRONG and wrong.position == 2
     assert wrong.gap == pytest.approx(float(logits.max() - logits[runner_up]))
     assert wrong.gap is not None and wrong.gap > 0
     # were the gap within the tolerance, it would be an honest near-tie
     best = abs(float(logits.max()))
     monkeypatch.setattr(llm_audit, "NEAR_TIE_REL", 2 * wrong.gap / max(1.0, best))
-    assert audit_generation(llm, data, forged).judgement is Judgement.NEAR_TIE
-    assert "near-tie" in audit_generation(llm, data, forged).detail
+    tie = audit_generation(llm, data, forged, expected)
+    assert tie.judgement is Judgement.NEAR_TIE and "an honest near-tie" in tie.detail

@@ -56,14 +56,22 @@ def position_logits(
     return logits[0]
 
 
-def audit_generation(llm: LoadedLLM, data: bytes, committed: Sequence[int]) -> GenerationAudit:
+def audit_generation(
+    llm: LoadedLLM,
+    data: bytes,
+    committed: Sequence[int],
+    expected: Sequence[int] | None = None,
+) -> GenerationAudit:
     """Re-execute the job whose input is ``data`` and judge the ``committed`` ids.
 
+    ``expected``: this machine's ids for ``data`` when already computed (else generated).
     Raises InvalidInput when ``data`` is not a request the model accepts.
     """
     request = llm.decode_input(data)
     prompt = llm.prompt_ids(request)
-    expected = generate(llm, [request])[0].token_ids
+    if expected is None:
+        expected = generate(llm, [request])[0].token_ids
+    expected = tuple(int(t) for t in expected)
     mine = tuple(int(t) for t in committed)
     if mine == expected:
         return GenerationAudit(
