@@ -33,7 +33,7 @@ from eth_utils.crypto import keccak
 from sqlalchemy import Enum, Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from market.blobs import BlobError, BlobStore
+from market.blobs import BlobError, BlobHashMismatch, BlobStore
 from market.chain.events import LogReader, topic_of
 from market.chain.market import Market
 from market.chain.pipeline import Pipeline, PipelineStatus, SegmentStatus
@@ -130,6 +130,8 @@ class BlobSource:
     def get(self, name: str) -> bytes | None:
         try:
             return self.store.get(name)
+        except BlobHashMismatch:  # corrupted here: drop it, fetch it again
+            self.store.path(name).unlink(missing_ok=True)
         except BlobError:
             pass
         if not self.base_url.startswith(("http://", "https://")):
@@ -285,6 +287,9 @@ class PipelineLoop:
                 return 1
             if job.status != PipelineStatus.ACTIVE or seg.status != SegmentStatus.OPEN:
                 self._set(job_id, i, SegState.LOST)
+                return 1
+            if self._now() > job.step_deadline:  # an earlier segment stalled: it cannot go on
+                self._set(job_id, i, SegState.LOST, error="the job stalled before this segment")
                 return 1
             served = self.served[bytes.fromhex(row.model_id[2:])]
             if seg.fee < served.min_fee:

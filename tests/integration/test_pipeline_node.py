@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +220,16 @@ def test_loop_waits_for_blobs_respects_its_price_and_survives_a_restart(
     assert tx_count(again) == 4  # 2 claims + 2 commits
     assert tx_count(loops[1]) == 0
 
+    # a job whose segment 0 nobody takes: once its step deadline passes, node 5 lets it go
+    job2, _ = w.submit(encode_digits_input(images[12]), runner)
+    loops[2].step()
+    assert [r.job_id for r in loops[2].rows((SegState.SEEN,))] == [job2]
+    w.chain.warp(int(w.payer._call("segmentWindow")) + 1)
+    loops[2].step()
+    assert loops[2].rows() == []
+    # nothing sent for job 2; job 1's challenge window passed too, so node 5 finalized it
+    assert tx_count(loops[2]) == 3 and w.payer.job(job_id).status == PipelineStatus.FINALIZED
+
 
 def test_segment_config_is_checked() -> None:
     assert parse_segments("digits-mlp:0,2@5; other:all") == [
@@ -230,12 +242,39 @@ def test_segment_config_is_checked() -> None:
             parse_segments(bad)
 
 
-def test_blob_source_refuses_bytes_of_another_hash(tmp_path: Path) -> None:
-    src = BlobSource(BlobStore(tmp_path / "b"), "")
-    name = src.store.put(b"activation")
-    assert src.get(name) == b"activation"
-    src.store.path(name).write_bytes(b"tampered")
-    assert src.get(name) is None
+def test_blob_source_reads_the_market_url_and_refuses_bytes_of_another_hash(
+    tmp_path: Path,
+) -> None:
+    served: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = served.get(self.path.rsplit("/", 1)[-1])
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/blobs/"
+        src = BlobSource(BlobStore(tmp_path / "b"), base)
+        name = "0x" + keccak(b"activation").hex()
+        assert src.get(name) is None  # nowhere yet
+        served[name] = b"activation"
+        assert src.get(name) == b"activation"  # fetched, checked and kept
+        assert src.store.get(name) == b"activation"
+        other = "0x" + keccak(b"other").hex()
+        served[other] = b"not other"  # the market serves bytes of another hash: refused
+        assert src.get(other) is None and not src.store.has(other)
+        src.store.path(name).write_bytes(b"tampered")  # corrupted locally: fetched again
+        assert src.get(name) == b"activation"
+        assert src.store.get(name) == b"activation"  # and replaced by the good bytes
+    finally:
+        server.shutdown()
 
 
 def audit_cli(w: World, mdir: Path, tmp_path: Path, job_id: int) -> Any:
