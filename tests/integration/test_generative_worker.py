@@ -249,9 +249,8 @@ def _audit_cases(llm: LoadedLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     data = encode_generation_input("What is the capital of France?", max_new_tokens=4)
     honest = audit_generation(llm, data, [])
     assert honest.judgement is Judgement.WRONG and honest.position == 0  # nothing committed
-    ids = list(honest.expected)
-    assert audit_generation(llm, data, ids).judgement is Judgement.MATCH  # regenerates
-    expected = honest.expected  # the same ids: the remaining cases reuse them
+    ids, expected = list(honest.expected), honest.expected  # the cases below reuse them
+    assert audit_generation(llm, data, ids, expected).judgement is Judgement.MATCH
     early = audit_generation(llm, data, ids[:3], expected)
     assert early.judgement is Judgement.WRONG and "stop after 3" in early.detail
 
