@@ -112,6 +112,11 @@ class PollerConfig:
     claim_batch: int = 64
     max_input_bytes: int = 1 << 20
     fetch_timeout_s: float = 10.0
+    #: every ``reread_every_s`` the blocks read since the last time, and the
+    #: ``reread_blocks`` (K, not final yet) below them, are read again: a job a reorg put
+    #: below the cursor is found even if the reorg was not noticed
+    reread_blocks: int = 12
+    reread_every_s: float = 5.0
 
 
 class Poller:
@@ -151,6 +156,7 @@ class Poller:
         self.observer: Callable[[int, bytes], None] | None = None
         # reorgs reported from another thread while a read is under way (see rewind)
         self._rewinds, self._rewind_to, self._rewind_lock = 0, -1, threading.Lock()
+        self._reread_at, self._reread_head = time.monotonic(), -1
         self.claims = ChainWork(
             store,
             txm,
@@ -192,6 +198,14 @@ class Poller:
         if self.observer is not None:  # before the logs: a reorg after this is noticed
             self.observer(head, bytes(latest["hash"]))
         frm = self.store.cursor(CURSOR, self.start_block - 1) + 1
+        if self._reread_head < 0:  # first read: from where the cursor stands
+            self._reread_head = frm - 1
+        if time.monotonic() - self._reread_at >= self.config.reread_every_s:
+            # everything since the previous re-read, and the K blocks below it, once more
+            self._reread_at = time.monotonic()
+            again = self._reread_head - self.config.reread_blocks + 1
+            frm = min(frm, max(self.start_block, again))
+            self._reread_head = head
         if frm > head:
             return 0
         events = self.reader.fetch(frm, head)
@@ -199,7 +213,7 @@ class Poller:
         jobs = [
             self._evaluate(Submission.from_event(ev), now)
             for ev in events
-            if ev.name == "JobSubmitted"
+            if ev.name == "JobSubmitted" and self.store.get(int(ev.args["jobId"])) is None
         ]
         with self._rewind_lock:
             if rewinds != self._rewinds:  # a reorg came while reading: read it again

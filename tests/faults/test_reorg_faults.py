@@ -33,7 +33,6 @@ from ..stack import MAX_FEE, REDIS_URL, Stack, redis_prefix, start_node_stack
 pytestmark = pytest.mark.e2e
 K = 12  # VERIMARKET_CONFIRMATIONS in this test (the default)
 NODE, SETTLER, AGENT, REORGER = 1, 2, 6, 7
-WAVES = 2  # of 8 jobs, each followed by 3 reorgs (one adds a job on the new branch)
 
 
 @pytest.fixture()
@@ -155,7 +154,11 @@ def settle_with_reorgs(
         time.sleep(0.1)
 
 
-def test_reorgs_while_workers_and_settlement_run(chain: Chain, tmp_path: Path, prefix: str) -> None:
+def test_reorgs_while_workers_and_settlement_run(
+    chain: Chain, tmp_path: Path, prefix: str, waves: int = 2
+) -> None:
+    """``waves`` of 8 jobs, each followed by 3 reorgs (one adds a job on the new branch).
+    (A 12-wave variant still fails: see docs/reliability.md, "Limits".)"""
     env = {
         "VERIMARKET_BROKER_URL": REDIS_URL,
         "VERIMARKET_BROKER_PREFIX": prefix,
@@ -169,7 +172,7 @@ def test_reorgs_while_workers_and_settlement_run(chain: Chain, tmp_path: Path, p
     phases = {"start": time.monotonic() - t0}
     node_nonce0 = chain.client(0).w3.eth.get_transaction_count(chain.client(NODE).address)
     try:
-        for wave in range(WAVES):  # jobs keep arriving while the chain reorganises
+        for wave in range(waves):  # jobs keep arriving while the chain reorganises
             stack.submit_digits(8, deadline_s=3000, offset=8 * wave)
             for i in range(3):
                 time.sleep(r.rng.uniform(0.2, 0.5))
@@ -190,7 +193,7 @@ def test_reorgs_while_workers_and_settlement_run(chain: Chain, tmp_path: Path, p
         stack.stop()
 
     ids = all_jobs(stack)
-    assert len(ids) == 8 * WAVES + r.new_branch_jobs and r.new_branch_jobs > 0
+    assert len(ids) == 8 * waves + r.new_branch_jobs and r.new_branch_jobs > 0
     assert r.dropped["node"] > 0 and r.dropped["settler"] > 0
     # every job claimed, committed and finalized exactly once on the final chain, with the
     # node's own result: no result lost
