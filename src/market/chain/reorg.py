@@ -33,6 +33,7 @@ from pathlib import Path
 
 from hexbytes import HexBytes
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from web3.exceptions import BlockNotFound
 
 from market.chain.client import ChainClient
 
@@ -105,7 +106,10 @@ class ReorgMonitor:
 
     # ------------------------------------------------------------------ internals
     def _chain_hash(self, number: int) -> str | None:
-        block = self.client.rpc(partial(self.client.w3.eth.get_block, number))
+        try:
+            block = self.client.rpc(partial(self.client.w3.eth.get_block, number))
+        except BlockNotFound:  # above the head of a chain that got shorter (or moving)
+            return None
         return None if block is None else HexBytes(block["hash"]).to_0x_hex()
 
     def _compare(
