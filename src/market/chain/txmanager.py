@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
 from web3.exceptions import (
+    BlockNotFound,
     ContractCustomError,
     ContractLogicError,
     TransactionNotFound,
@@ -491,9 +492,21 @@ class TxManager:
                 )
             except TransactionNotFound:
                 continue
-            if receipt is not None:
+            if receipt is not None and self._canonical(receipt):
                 return receipt
         return None
+
+    def _canonical(self, receipt: Any) -> bool:
+        """Whether the receipt's block is still the chain's block at that height: after a
+        reorg a node can keep serving the receipt of a transaction whose block was replaced
+        (seen with anvil), which would hide a dropped transaction."""
+        try:
+            block = self.client.rpc(
+                partial(self.client.w3.eth.get_block, int(receipt["blockNumber"]))
+            )
+        except BlockNotFound:
+            return False
+        return HexBytes(block["hash"]) == HexBytes(receipt["blockHash"])
 
     def _replay(self, row: ChainTx, block: int) -> ContractRevert | None:
         call: TxParams = {
