@@ -124,3 +124,23 @@ def test_txmanager_resends_what_a_reorg_dropped_once_with_the_same_nonce(
         receipt = w3.eth.get_transaction_receipt(row.tx_hash)
         assert receipt["blockNumber"] == row.block_number and receipt["status"] == 1
     assert rows[1].block_number == (first[1].block_number or 0) + 1  # mined one block later
+
+
+def test_monitor_notices_a_reorg_below_blocks_recorded_after_it(chain: Chain) -> None:
+    """The race the quick path alone would miss: the service saw block n, then the chain
+    replaced n and grew, and the monitor recorded the new blocks above n before comparing
+    (it happens when a reorg lands in the middle of a check): a new block whose parent is
+    not the n it knows is a reorg too."""
+    client = chain.client(0)
+    mon = ReorgMonitor(client, "test", confirmations=4)
+    mine(chain, 3)
+    mon.check()
+    mine(chain, 1)
+    n = client.block_number()
+    mon.observe(n, bytes(client.w3.eth.get_block(n)["hash"]))
+    reorg(chain, 1)
+    mine(chain, 2)
+    with mon._lock:  # the end of a check that compared before the reorg: record what is new
+        mon._record_up_to(client.block_number())
+    found = mon.check()
+    assert found is not None and (found.ancestor, found.depth) == (n - 1, 1)

@@ -105,12 +105,19 @@ class ReorgMonitor:
         return reorg
 
     # ------------------------------------------------------------------ internals
-    def _chain_hash(self, number: int) -> str | None:
+    def _chain_block(self, number: int) -> tuple[str, str] | None:
+        """(hash, parent hash) of the chain's block ``number``, None above the head."""
         try:
             block = self.client.rpc(partial(self.client.w3.eth.get_block, number))
         except BlockNotFound:  # above the head of a chain that got shorter (or moving)
             return None
-        return None if block is None else HexBytes(block["hash"]).to_0x_hex()
+        if block is None:
+            return None
+        return HexBytes(block["hash"]).to_0x_hex(), HexBytes(block["parentHash"]).to_0x_hex()
+
+    def _chain_hash(self, number: int) -> str | None:
+        block = self._chain_block(number)
+        return None if block is None else block[0]
 
     def _compare(
         self, known: dict[int, str], head: int, head_hash: str, conflict: int | None
@@ -123,6 +130,8 @@ class ReorgMonitor:
 
         heights = sorted(known, reverse=True)
         top = heights[0]
+        if conflict is not None:  # above it, count only what the chain no longer has
+            top = max((n for n in heights if n >= conflict and not same(n)), default=conflict)
         # a block observed with two hashes was replaced: look for the ancestor below it
         below = [n for n in heights if n <= head and (conflict is None or n < conflict)]
         # the highest recorded block at or below the head decides: if it is unchanged, so
@@ -139,9 +148,15 @@ class ReorgMonitor:
         """Record headers from the highest recorded block (or head - K) to ``head``."""
         start = max(max(self._hashes, default=head - 1) + 1, head - self.confirmations)
         for n in range(start, head + 1):
-            h = self._chain_hash(n)
-            if h is not None:
-                self._hashes[n] = h
+            block = self._chain_block(n)
+            if block is None:
+                continue
+            self._hashes[n] = block[0]
+            below = self._hashes.get(n - 1)
+            if below is not None and below != block[1]:
+                # the new block does not follow the one recorded below it (recorded, or seen
+                # by the service, before a reorg this check did not catch): next check will
+                self._conflict = n - 1 if self._conflict is None else min(self._conflict, n - 1)
         for n in sorted(self._hashes)[: -self.keep or None]:
             del self._hashes[n]
 
