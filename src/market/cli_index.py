@@ -135,6 +135,9 @@ def register(app: typer.Typer) -> None:
         keep_blocks: Annotated[int, typer.Option(help="block hashes kept for reorgs (N)")] = 128,
         batch_blocks: Annotated[int, typer.Option(help="most blocks per transaction")] = 2000,
         poll: Annotated[float, typer.Option(help="seconds between polls at the head")] = 1.0,
+        max_backoff: Annotated[
+            float, typer.Option(help="longest wait in seconds after failed chain reads")
+        ] = 30.0,
         migrate: Annotated[bool, typer.Option(help="run `db upgrade` first")] = True,
         exit_at_head: Annotated[
             bool, typer.Option(help="stop once caught up instead of following the chain")
@@ -160,6 +163,7 @@ def register(app: typer.Typer) -> None:
             keep_blocks=keep_blocks,
             batch_blocks=batch_blocks,
             poll_interval=poll,
+            max_backoff_s=max_backoff,
         )
         engine = make_engine(url)
         client = ChainClient(rpc or dep.rpc_url, timeout=get_settings().rpc_timeout_s)

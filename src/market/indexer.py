@@ -97,7 +97,8 @@ class IndexerConfig:
     ``keep_blocks`` (N): block hashes kept for reorg detection; the deepest reorg rewound
     precisely (deeper ones re-index from the deployment block). ``batch_blocks``: most blocks
     per database transaction. ``max_log_range``: most blocks per eth_getLogs (narrowed on
-    refusal). ``poll_interval``: seconds between rounds once caught up.
+    refusal). ``poll_interval``: seconds between rounds once caught up. ``max_backoff_s``:
+    longest wait after failed chain reads (the wait doubles from ``poll_interval``).
     """
 
     confirmations: int = 12
@@ -105,6 +106,7 @@ class IndexerConfig:
     batch_blocks: int = 2000
     max_log_range: int = 2000
     poll_interval: float = 1.0
+    max_backoff_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.keep_blocks < 2 or self.batch_blocks < 1 or self.confirmations < 0:
@@ -239,7 +241,7 @@ class Indexer:
             except (RpcUnreachable, Web3Exception, requests.RequestException, ChainError) as exc:
                 log.warning("indexer: chain read failed (%s); retrying in %.1f s", exc, backoff)
                 self._stop.wait(backoff)
-                backoff = min(30.0, backoff * 2)
+                backoff = min(self.config.max_backoff_s, backoff * 2)
                 continue
             if not progressed:
                 self._stop.wait(self.config.poll_interval)

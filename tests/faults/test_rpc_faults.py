@@ -74,7 +74,13 @@ def test_node_settler_and_indexer_converge_through_a_faulty_rpc(
         indexer = spawn(  # the real `verimarket index`, reading the chain through the proxy
             "indexer",
             verimarket_argv(
-                "index", "--deployment", str(tmp_path / "deployment.json"), "--poll", "0.2"
+                "index",
+                "--deployment",
+                str(tmp_path / "deployment.json"),
+                "--poll",
+                "0.2",
+                "--max-backoff",  # 30 % of calls fail: a round of several calls often does
+                "2",
             ),
             {**env, "VERIMARKET_DATABASE_URL": faulty_db, "VERIMARKET_HOME": str(tmp_path)},
             tmp_path / "logs",
