@@ -598,6 +598,7 @@ def test_job_timeline_and_node_record_come_from_events(chain: World, tmp_path: P
     ix.engine.dispose()
 
 
+@pytest.mark.long  # a throughput figure, not a check: bench row 7a reports it in the suite's place
 def test_indexer_events_per_second(
     chain: World, pg_databases: Callable[[], str], tmp_path: Path
 ) -> None:
