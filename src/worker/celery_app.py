@@ -18,7 +18,7 @@ from celery.signals import worker_ready
 
 from market.blobs import BlobStore
 from market.config import get_settings
-from worker import fstransport
+from worker import fstransport, redistransport
 from worker.generative import GenerativeRuntime, is_generative
 from worker.jobs import MAX_ATTEMPTS, JobContext, Outcome, run_job
 from worker.runtime import Runtime
@@ -35,6 +35,7 @@ GENERATE_TASK = "verimarket.generate"
 
 def make_celery() -> Celery:
     fstransport.register()
+    redistransport.register()
     s = get_settings()
     app = Celery("verimarket", include=["worker.zk_tasks"])  # the zk path's tasks
     broker = s.broker()
