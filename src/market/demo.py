@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,47 @@ from market.procs import Child, start_stack
 ETH = 10**18
 PRICE = 10**15
 MAX_FEE = 2 * 10**15
+
+
+@contextlib.contextmanager
+def workspace(keep_dir: Path | None, prefix: str) -> Iterator[Path]:
+    """The demo's working folder: ``keep_dir`` if given (kept), else a temporary one that is
+    removed afterwards."""
+    if keep_dir:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        yield keep_dir
+        return
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def deploy_with_node(
+    rpc: str, keys: Sequence[str], manifest: Any, challenge_window: int, work: Path
+) -> tuple[Any, Path, Market, bytes]:
+    """Deploy a demo market (short windows), save the deployment file in ``work``, register
+    ``manifest``'s model and a staked node (``keys[1]``) serving it at ``PRICE``.
+    Returns (deployment, deployment file, the deployer's Market, model id)."""
+    deployer = ChainClient(rpc, keys[0])
+    params = MarketParams(
+        challenge_window=challenge_window, max_job_duration=600, unbonding_period=3600
+    )
+    dep = deploy(deployer, params)
+    dep_file = work / "deployment.json"
+    dep.save(dep_file)
+    market = Market(deployer, dep)
+    model_id = market.register_model(
+        manifest.artifacts_hash_bytes,
+        manifest.output_scale,
+        f"model://{manifest.name}",
+        [Segment(*seg) for seg in manifest.chain_segments()],
+    )
+    node = market.with_client(ChainClient(rpc, keys[1]))
+    node.register_node(10 * ETH)
+    node.set_model_price(model_id, PRICE)
+    return dep, dep_file, market, model_id
 
 
 @dataclass
@@ -102,24 +143,12 @@ class Demo:
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
-    @contextlib.contextmanager
-    def _workspace(self) -> Iterator[Path]:
-        if self.cfg.keep_dir:
-            self.cfg.keep_dir.mkdir(parents=True, exist_ok=True)
-            yield self.cfg.keep_dir
-            return
-        d = Path(tempfile.mkdtemp(prefix="verimarket-demo-"))
-        try:
-            yield d
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-
     def run(self) -> DemoSummary:
         if self.cfg.jobs < 1:
             raise ConfigError("--jobs must be at least 1")
         if not 1 <= self.cfg.concurrency <= 64:
             raise ConfigError("--concurrency must be between 1 and 64")
-        with self._workspace() as work:
+        with workspace(self.cfg.keep_dir, "verimarket-demo-") as work:
             try:
                 return self._run(work)
             finally:
@@ -158,23 +187,10 @@ class Demo:
         else:
             rpc = cfg.rpc
             keys = self._keys()
-        deployer = ChainClient(rpc, keys[0])
-        params = MarketParams(
-            challenge_window=cfg.challenge_window, max_job_duration=600, unbonding_period=3600
+        dep, dep_file, market, model_id = deploy_with_node(
+            rpc, keys, manifest, cfg.challenge_window, work
         )
-        dep = deploy(deployer, params)
-        dep_file = work / "deployment.json"
-        dep.save(dep_file)
-        market = Market(deployer, dep)
-        model_id = market.register_model(
-            manifest.artifacts_hash_bytes,
-            manifest.output_scale,
-            f"model://{manifest.name}",
-            [Segment(*seg) for seg in manifest.chain_segments()],
-        )
-        node = market.with_client(ChainClient(rpc, keys[1]))
-        node.register_node(10 * ETH)
-        node.set_model_price(model_id, PRICE)
+        deployer = market.client
 
         # the agent: a consumer contract whose purpose-bound budget a funder pays for
         owner = ChainClient(rpc, keys[4])

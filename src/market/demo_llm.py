@@ -22,10 +22,9 @@ from rich.console import Console
 from market.canonical import decode_tensor, keccak
 from market.chain.anvil import DEV_KEYS, Anvil, start_anvil
 from market.chain.client import ChainClient
-from market.chain.deploy import deploy
 from market.chain.events import LogReader
 from market.chain.market import Market
-from market.chain.types import MarketParams, Segment
+from market.demo import deploy_with_node
 from market.errors import ConfigError, VerimarketError
 from market.paths import artifacts_dir
 from market.procs import Child, start_stack
@@ -91,23 +90,10 @@ def run_llm_demo(cfg: LLMDemoConfig, console: Console) -> list[Answer]:
     try:
         anvil = start_anvil(log_path=work / "anvil.log")
         rpc = anvil.rpc_url
-        deployer = ChainClient(rpc, DEV_KEYS[0])
-        params = MarketParams(
-            challenge_window=cfg.challenge_window, max_job_duration=600, unbonding_period=3600
+        dep, dep_file, market, model_id = deploy_with_node(
+            rpc, DEV_KEYS, manifest, cfg.challenge_window, work
         )
-        dep = deploy(deployer, params)
-        dep_file = work / "deployment.json"
-        dep.save(dep_file)
-        market = Market(deployer, dep)
-        model_id = market.register_model(
-            manifest.artifacts_hash_bytes,
-            manifest.output_scale,
-            f"model://{manifest.name}",
-            [Segment(*seg) for seg in manifest.chain_segments()],
-        )
-        node = market.with_client(ChainClient(rpc, DEV_KEYS[1]))
-        node.register_node(10 * ETH)
-        node.set_model_price(model_id, PRICE)
+        deployer = market.client
         owner = ChainClient(rpc, DEV_KEYS[4])
         consumer_addr, _ = owner.deploy("DigitsConsumer", dep.job_market, model_id, CALLBACK_GAS)
         consumer = owner.contract("DigitsConsumer", consumer_addr)

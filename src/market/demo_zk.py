@@ -13,11 +13,7 @@ committed hashes and result. Everything it started is stopped on exit.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +35,7 @@ from market.chain.types import (
     VerificationMode,
     ZkParams,
 )
+from market.demo import workspace
 from market.errors import ConfigError
 from market.paths import artifacts_dir
 from market.procs import Child, spawn, start_stack, verimarket_argv
@@ -94,20 +91,8 @@ class ZkDemo:
         self.children: list[Child] = []
         self.anvil: Anvil | None = None
 
-    @contextlib.contextmanager
-    def _workspace(self) -> Iterator[Path]:
-        if self.cfg.keep_dir:
-            self.cfg.keep_dir.mkdir(parents=True, exist_ok=True)
-            yield self.cfg.keep_dir
-            return
-        d = Path(tempfile.mkdtemp(prefix="verimarket-zkdemo-"))
-        try:
-            yield d
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-
     def run(self) -> ZkDemoSummary:
-        with self._workspace() as work:
+        with workspace(self.cfg.keep_dir, "verimarket-zkdemo-") as work:
             try:
                 return self._run(work)
             finally:
