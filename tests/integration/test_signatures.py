@@ -74,7 +74,11 @@ def test_any_change_to_the_signature_is_refused(
 ) -> None:
     body = signed(api, KEYS[key])
     sig = bytearray(bytes.fromhex(body["signature"][2:]))
+    v = sig[64]
     sig[byte] ^= xor
+    # v = 0/1 and v = 27/28 are two encodings of the same recovery id (wallets emit both):
+    # the same signature by the same key, not a change to it
+    assume(byte != 64 or sig[64] not in {v % 27, v % 27 + 27})
     status, detail = verify(api, {**body, "signature": "0x" + sig.hex()})
     assert status == 401 and ("signature" in detail), detail
     assert verify(api, body)[0] == 200
@@ -117,3 +121,25 @@ def test_a_used_message_stays_refused_after_its_nonce_would_have_expired(
         assert status == 401 and "expired" in detail
         status, detail = verify(c, body)
         assert status == 401, detail
+
+
+def test_only_canonical_signatures_sign_in(api: TestClient) -> None:
+    """A signature has exactly two spellings (v as 27/28 or 0/1); every other v byte and the
+    high-s twin (r, n - s) are refused, even over a fresh nonce that no one has used."""
+    refused = 0
+    for v in range(256):
+        body = signed(api, KEYS[0])
+        sig = bytearray(bytes.fromhex(body["signature"][2:]))
+        honest_v = sig[64]
+        sig[64] = v
+        status, detail = verify(api, {**body, "signature": "0x" + sig.hex()})
+        if v in (honest_v % 27, honest_v % 27 + 27):
+            assert status == 200, (v, detail)
+        else:
+            assert status == 401 and "signature" in detail, (v, status, detail)
+            refused += 1
+    assert refused == 254
+    body = signed(api, KEYS[1])
+    status, detail = verify(api, {**body, "signature": malleate(body["signature"])})
+    assert status == 401 and "upper half" in detail, detail
+    assert verify(api, body)[0] == 200  # the canonical form of the same signature still works

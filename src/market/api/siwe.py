@@ -234,11 +234,24 @@ class SignIn:
     expires_at: float
 
 
+_SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
 def recover_signer(message: str, signature: str) -> str:
+    """The address that signed ``message`` (EIP-191). Only canonical signatures count:
+    v is 27/28 (or 0/1, as some wallets write it) and s is in the lower half of the curve
+    order (EIP-2), so a signature has exactly two spellings, never hundreds."""
     try:
         sig = bytes.fromhex(signature.removeprefix("0x"))
         if len(sig) != 65:
             raise ValueError("length")
+    except (ValueError, TypeError):
+        raise AuthError("malformed signature: expected 65 bytes as 0x-hex (r, s, v)") from None
+    if sig[64] not in (0, 1, 27, 28):
+        raise AuthError(f"non-canonical signature: v is {sig[64]}, expected 27 or 28 (or 0 or 1)")
+    if int.from_bytes(sig[32:64], "big") > _SECP256K1_HALF_N:
+        raise AuthError("non-canonical signature: s is in the upper half of the curve order")
+    try:
         return str(Account.recover_message(encode_defunct(text=message), signature=sig))
     except (ValueError, TypeError, BadSignature, ValidationError):
         raise AuthError("malformed signature: expected 65 bytes as 0x-hex (r, s, v)") from None
