@@ -44,6 +44,10 @@ def default_solc_js() -> Path:
     return Path(env) if env else _repo_root() / "tools" / "solc.js"
 
 
+#: ezkl's name (in settings.json) of each input/output visibility CircuitOptions takes.
+IO_VISIBILITIES = {"hashed": "Hashed", "polycommit": "KZGCommit", "public": "Public"}
+
+
 @dataclass(frozen=True)
 class CircuitOptions:
     """The ezkl run arguments and calibration every segment of a model is built with.
@@ -65,14 +69,29 @@ class CircuitOptions:
     max_logrows: int = 16
     calibration_samples: int = 16
     calibration_seed: int = 0
+    #: How a segment's input and output are public: "hashed" (one Poseidon hash each: two
+    #: public instances), "polycommit" (a KZG commitment each, inside the proof: no public
+    #: instances; segments of a model share one logrows so equal boundaries give equal
+    #: commitments) or "public" (every value an instance; measured, not linked).
+    io_visibility: str = "hashed"
+    #: Rows of every circuit (2^logrows) when set; build_model sets it for "polycommit".
+    logrows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.io_visibility not in IO_VISIBILITIES:
+            raise ValueError(
+                f"io_visibility {self.io_visibility!r} is not one of {sorted(IO_VISIBILITIES)}"
+            )
+        if self.logrows is not None and not 1 <= self.logrows <= self.max_logrows:
+            raise ValueError(f"logrows {self.logrows} is not in 1..{self.max_logrows}")
 
     def run_args(self, symbols: Sequence[str] = ()) -> ezkl.PyRunArgs:
         """ezkl's run arguments; each symbolic input dimension (a dynamic batch axis) is
         fixed to 1. (ezkl's type stub lists no attributes, hence setattr.)"""
         args = ezkl.PyRunArgs()
         values: dict[str, object] = {
-            "input_visibility": "hashed",
-            "output_visibility": "hashed",
+            "input_visibility": self.io_visibility,
+            "output_visibility": self.io_visibility,
             "param_visibility": "fixed",
             "input_scale": self.scale,
             "param_scale": self.scale,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from eth_utils.crypto import keccak
 
 #: The BN254 scalar field modulus (ezkl's ``Fr``; instances must be below it).
 FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
@@ -98,3 +99,54 @@ def _div_round_half_even(numerator: int, denominator: int) -> int:
     if twice > denominator or (twice == denominator and quotient % 2 == 1):
         quotient += 1
     return quotient
+
+
+# --------------------------------------------------------------------------- KZG commitments
+
+#: BN254's base field modulus: coordinates of G1 points (commitments) are below it.
+BASE_FIELD_MODULUS = 21888242871839275222246405745257275088696311157297823662689037894645226208583
+
+
+def g1_from_compressed(data: bytes) -> tuple[int, int]:
+    """A BN254 G1 point from ezkl's compressed form (halo2curves: x little-endian, bit 7 of
+    the last byte set when y is odd, bit 6 for the point at infinity), as ``(x, y)``; the
+    point at infinity is ``(0, 0)``, as the EVM writes it."""
+    if len(data) != 32:
+        raise ValueError(f"a compressed G1 point has 32 bytes, not {len(data)}")
+    odd, infinity = data[31] >> 7 & 1, data[31] >> 6 & 1
+    x = int.from_bytes(data[:31] + bytes([data[31] & 0x3F]), "little")
+    if infinity:
+        if x or odd:
+            raise ValueError("a malformed point at infinity")
+        return 0, 0
+    if x >= BASE_FIELD_MODULUS:
+        raise ValueError("x is not below the base field modulus")
+    q = BASE_FIELD_MODULUS
+    y2 = (pow(x, 3, q) + 3) % q
+    y = pow(y2, (q + 1) // 4, q)  # q = 3 mod 4
+    if y * y % q != y2:
+        raise ValueError("x is not the x of a point on BN254's G1")
+    if y & 1 != odd:
+        y = q - y
+    return x, y
+
+
+def g1_to_evm(point: tuple[int, int]) -> bytes:
+    """A G1 point as the EVM and ezkl's Solidity verifier read it: x then y, 32 bytes each,
+    big-endian."""
+    return point[0].to_bytes(32, "big") + point[1].to_bytes(32, "big")
+
+
+def commitment_hash(evm_point: bytes) -> int:
+    """The boundary hash of a KZG-committed boundary: keccak256 of the point's 64 EVM bytes,
+    reduced into the scalar field (what a contract computes from the proof's first bytes)."""
+    if len(evm_point) != 64:
+        raise ValueError(f"an EVM G1 point has 64 bytes, not {len(evm_point)}")
+    return int.from_bytes(keccak(evm_point), "big") % FIELD_MODULUS
+
+
+def instances_hash(values: Sequence[int]) -> int:
+    """The boundary hash of public values: keccak256 of them packed as uint256, reduced
+    into the scalar field (``abi.encodePacked(uint256[])`` on chain)."""
+    packed = b"".join((v % FIELD_MODULUS).to_bytes(32, "big") for v in values)
+    return int.from_bytes(keccak(packed), "big") % FIELD_MODULUS

@@ -23,7 +23,16 @@ import numpy.typing as npt
 from prover.config import EZKL_VERSION, ProverConfig
 from prover.errors import BoundaryMismatch, ProofRejected, SrsError, WitnessError
 from prover.evm import verify_calldata
-from prover.felts import FIELD_MODULUS, QuantizedTensor, felt_to_uint, uint_to_felt
+from prover.felts import (
+    FIELD_MODULUS,
+    QuantizedTensor,
+    commitment_hash,
+    felt_to_uint,
+    g1_from_compressed,
+    g1_to_evm,
+    instances_hash,
+    uint_to_felt,
+)
 from prover.segments import ModelCircuits, SegmentCircuit, build_model
 from prover.srs import srs_digest
 
@@ -39,10 +48,21 @@ class Proof:
 
     @property
     def input_hash(self) -> int:
+        """The input boundary hash the proof is about: its first instance (hashed I/O), or
+        the hash of its first commitment (KZG-committed I/O, no instances)."""
+        if not self.instances:
+            return commitment_hash(self.proof[:64])
+        if len(self.instances) != 2:
+            raise ValueError("a proof with public I/O values has no single input hash")
         return self.instances[0]
 
     @property
     def output_hash(self) -> int:
+        """The output boundary hash: the last instance, or the second commitment's hash."""
+        if not self.instances:
+            return commitment_hash(self.proof[64:128])
+        if len(self.instances) != 2:
+            raise ValueError("a proof with public I/O values has no single output hash")
         return self.instances[-1]
 
     def calldata(self) -> bytes:
@@ -140,20 +160,40 @@ def _as_input(circuit: SegmentCircuit, value: SegmentInput) -> QuantizedTensor:
 def _witness(circuit: SegmentCircuit, tensor: QuantizedTensor, folder: Path) -> dict[str, Any]:
     data = folder / "input.json"
     data.write_text(json.dumps({"input_data": [tensor.felts()]}))
+    # KZG-committed I/O: the witness carries the commitments, made with the key and the SRS
+    keys = (
+        (str(circuit.vk_path), str(_srs(circuit)))
+        if circuit.io_visibility == "polycommit"
+        else (None, None)
+    )
     try:
         witness: dict[str, Any] = ezkl.gen_witness(
-            str(data), str(circuit.compiled_path), str(folder / "witness.json"), None, None
+            str(data), str(circuit.compiled_path), str(folder / "witness.json"), *keys
         )
     except RuntimeError as exc:
         raise WitnessError(circuit.name, str(exc)) from exc
+    if circuit.io_visibility == "polycommit":  # the file has the commitments as hex
+        loaded: dict[str, Any] = json.loads((folder / "witness.json").read_text())
+        return loaded
     return witness
+
+
+def _boundary_hash(circuit: SegmentCircuit, witness: dict[str, Any], side: str) -> int:
+    """The hash of a segment's input or output as its visibility makes it public."""
+    if circuit.io_visibility == "polycommit":
+        (compressed,) = witness[f"processed_{side}s"]["polycommit"][0]
+        return commitment_hash(g1_to_evm(g1_from_compressed(bytes.fromhex(compressed))))
+    if circuit.io_visibility == "public":
+        (felts,) = witness[f"{side}s"]
+        return instances_hash([felt_to_uint(f) for f in felts])
+    return felt_to_uint(witness[f"processed_{side}s"]["poseidon_hash"][0])
 
 
 def _segment_run(circuit: SegmentCircuit, witness: dict[str, Any]) -> SegmentRun:
     (output_felts,) = witness["outputs"]
     return SegmentRun(
-        input_hash=felt_to_uint(witness["processed_inputs"]["poseidon_hash"][0]),
-        output_hash=felt_to_uint(witness["processed_outputs"]["poseidon_hash"][0]),
+        input_hash=_boundary_hash(circuit, witness, "input"),
+        output_hash=_boundary_hash(circuit, witness, "output"),
         output=QuantizedTensor.from_felts(output_felts, circuit.output_shape, circuit.output_scale),
     )
 
@@ -226,7 +266,7 @@ def prove_segment(segment: SegmentCircuit | Path, value: SegmentInput) -> Proof:
     srs = _srs(circuit)
     with tempfile.TemporaryDirectory(prefix="prover-prove-") as tmp:
         folder = Path(tmp)
-        _witness(circuit, tensor, folder)
+        run = _segment_run(circuit, _witness(circuit, tensor, folder))
         proof_path = folder / "proof.json"
         try:
             ezkl.prove(
@@ -238,7 +278,22 @@ def prove_segment(segment: SegmentCircuit | Path, value: SegmentInput) -> Proof:
             )
         except RuntimeError as exc:
             raise WitnessError(circuit.name, f"proving failed: {exc}") from exc
-        return Proof.from_ezkl_json(json.loads(proof_path.read_text()))
+        proof = Proof.from_ezkl_json(json.loads(proof_path.read_text()))
+    if circuit.io_visibility == "polycommit" and (
+        proof.input_hash != run.input_hash or proof.output_hash != run.output_hash
+    ):  # a contract reads the boundary commitments at the start of the proof
+        raise WitnessError(
+            circuit.name, "the proof does not start with the input and output commitments"
+        )
+    return proof
+
+
+def _instance_count(circuit: SegmentCircuit) -> int:
+    if circuit.io_visibility == "polycommit":
+        return 0
+    if circuit.io_visibility == "public":
+        return int(np.prod(circuit.input_shape)) + int(np.prod(circuit.output_shape))
+    return 2
 
 
 def verify_segment(
@@ -252,10 +307,17 @@ def verify_segment(
     against committed ones when given. Returns on success; raises ProofRejected (or its
     BoundaryMismatch) otherwise."""
     circuit = _circuit(segment)
-    if len(proof.instances) != 2:
-        raise ProofRejected(circuit.name, f"{len(proof.instances)} public instances, expected 2")
+    expected = _instance_count(circuit)
+    if len(proof.instances) != expected:
+        raise ProofRejected(
+            circuit.name, f"{len(proof.instances)} public instances, expected {expected}"
+        )
     if any(not 0 <= v < FIELD_MODULUS for v in proof.instances):
         raise ProofRejected(circuit.name, "a public instance is not a field element")
+    if expected == 0 and len(proof.proof) < 128:
+        raise ProofRejected(circuit.name, "the proof is too short to hold its boundaries")
+    if expected > 2 and (input_hash is not None or output_hash is not None):
+        raise ProofRejected(circuit.name, "public I/O proofs are not checked against hashes")
     if input_hash is not None and proof.input_hash != input_hash:
         raise BoundaryMismatch(circuit.name, "input", input_hash, proof.input_hash)
     if output_hash is not None and proof.output_hash != output_hash:

@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from eth_utils.crypto import keccak
 
-from prover.config import EZKL_VERSION, ProverConfig
+from prover.config import EZKL_VERSION, IO_VISIBILITIES, CircuitOptions, ProverConfig
 from prover.errors import BuildError, ModelFolderError, VerifierTooLarge
 from prover.evm import VerifierArtifact, compile_verifier, write_verifier_source
 from prover.srs import srs_digest
@@ -73,6 +74,7 @@ class SegmentCircuit:
     srs_label: str
     sizes: ArtefactSizes
     build_seconds: dict[str, float]
+    io_visibility: str = "hashed"
 
     @property
     def onnx_path(self) -> Path:
@@ -133,6 +135,7 @@ class SegmentCircuit:
             srs_label=data["srs_label"],
             sizes=ArtefactSizes(**data["sizes"]),
             build_seconds={k: float(v) for k, v in data["build_seconds"].items()},
+            io_visibility=str(data.get("io_visibility", "hashed")),
         )
 
 
@@ -225,6 +228,13 @@ def build_model(model_dir: Path, config: ProverConfig | None = None) -> ModelCir
     spec = input_spec(manifest, model_dir)
     opts = config.circuit
     calibration = calibration_inputs(spec, opts.calibration_samples, opts.calibration_seed)
+    if opts.io_visibility == "polycommit" and opts.logrows is None:
+        config = replace(
+            config,
+            circuit=replace(
+                opts, logrows=_common_logrows(model_dir, manifest, calibration, config)
+            ),
+        )
     circuits: list[SegmentCircuit] = []
     for seg in manifest["segments"]:
         onnx_path = model_dir / seg["file"]
@@ -246,6 +256,52 @@ def build_model(model_dir: Path, config: ProverConfig | None = None) -> ModelCir
         output_scale_bits=int(manifest.get("output_scale", 16)),
         segments=tuple(circuits),
     )
+
+
+def _common_logrows(
+    model_dir: Path,
+    manifest: dict[str, Any],
+    calibration: Sequence[FloatArray],
+    config: ProverConfig,
+) -> int:
+    """The largest logrows calibration gives any segment of a model (cached per segment).
+
+    KZG-committed boundaries link only when both circuits have the same number of rows: a
+    commitment is to the polynomial through the column's values over 2^logrows points.
+    """
+    found = []
+    for seg in manifest["segments"]:
+        onnx_path = model_dir / seg["file"]
+        key = _key(onnx_path, calibration, config)
+        record = config.cache_dir / "logrows" / f"{key}.json"
+        if record.is_file():
+            found.append(int(json.loads(record.read_text())["logrows"]))
+        else:
+            with tempfile.TemporaryDirectory(prefix="prover-calibrate-") as tmp:
+                folder = Path(tmp)
+                onnx = folder / "circuit.onnx"
+                shutil.copyfile(onnx_path, onnx)
+                logrows = _calibrate(
+                    folder,
+                    onnx,
+                    folder / "settings.json",
+                    str(seg["name"]),
+                    calibration,
+                    config.circuit,
+                )
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"logrows": logrows}))
+            found.append(logrows)
+        calibration = run_onnx(onnx_path, calibration)
+    return max(found)
+
+
+def _key(onnx_path: Path, calibration: Sequence[FloatArray], config: ProverConfig) -> str:
+    calib = hashlib.sha256()
+    for x in calibration:
+        calib.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+    digest = hashlib.sha256((config.build_digest() + calib.hexdigest()).encode()).hexdigest()
+    return f"{file_hash(onnx_path)[2:18]}-{digest[:16]}"
 
 
 def _check_boundary(before: SegmentCircuit, after: SegmentCircuit) -> None:
@@ -391,6 +447,36 @@ def _ezkl_step(name: str, step: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
+def _calibrate(
+    folder: Path,
+    onnx: Path,
+    settings: Path,
+    name: str,
+    calibration: Sequence[FloatArray],
+    opts: CircuitOptions,
+) -> int:
+    """Write the calibrated ezkl settings of ``onnx`` to ``settings``; return their logrows."""
+    run_args = opts.run_args(onnx_symbols(onnx))
+    _ezkl_step(name, "gen_settings", ezkl.gen_settings, str(onnx), str(settings), run_args)
+    data = folder / "calibration.json"
+    flat = [float(v) for x in calibration for v in np.asarray(x, np.float64).reshape(-1)]
+    data.write_text(json.dumps({"input_data": [flat]}))
+    with _native_output_to(folder / "calibration.log"):  # ezkl prints a fidelity table
+        _ezkl_step(
+            name,
+            "calibrate_settings",
+            ezkl.calibrate_settings,
+            str(data),
+            str(onnx),
+            str(settings),
+            "resources",
+            scales=[opts.scale],
+            scale_rebase_multiplier=[opts.scale_rebase_multiplier],
+            max_logrows=opts.max_logrows,
+        )
+    return int(json.loads(settings.read_text())["run_args"]["logrows"])
+
+
 def _build_into(
     folder: Path,
     onnx_path: Path,
@@ -410,24 +496,15 @@ def _build_into(
     input_shape, output_shape = onnx_shapes(onnx)
 
     t = time.perf_counter()
-    run_args = opts.run_args(onnx_symbols(onnx))
-    _ezkl_step(name, "gen_settings", ezkl.gen_settings, str(onnx), str(settings), run_args)
-    data = folder / "calibration.json"
-    flat = [float(v) for x in calibration for v in np.asarray(x, np.float64).reshape(-1)]
-    data.write_text(json.dumps({"input_data": [flat]}))
-    with _native_output_to(folder / "calibration.log"):  # ezkl prints a fidelity table
-        _ezkl_step(
-            name,
-            "calibrate_settings",
-            ezkl.calibrate_settings,
-            str(data),
-            str(onnx),
-            str(settings),
-            "resources",
-            scales=[opts.scale],
-            scale_rebase_multiplier=[opts.scale_rebase_multiplier],
-            max_logrows=opts.max_logrows,
-        )
+    calibrated = _calibrate(folder, onnx, settings, name, calibration, opts)
+    if opts.logrows is not None:
+        if calibrated > opts.logrows:
+            raise BuildError(
+                name, "calibrate", f"needs 2^{calibrated} rows, more than logrows {opts.logrows}"
+            )
+        forced = json.loads(settings.read_text())
+        forced["run_args"]["logrows"] = opts.logrows
+        settings.write_text(json.dumps(forced))
     seconds["calibrate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -437,9 +514,11 @@ def _build_into(
     seconds["compile"] = time.perf_counter() - t
     st = json.loads(settings.read_text())
     for side in ("input_visibility", "output_visibility"):
-        if "Hashed" not in st["run_args"][side]:
+        if IO_VISIBILITIES[opts.io_visibility] not in str(st["run_args"][side]):
             raise BuildError(
-                name, "settings check", f"{side} is {st['run_args'][side]}, not hashed"
+                name,
+                "settings check",
+                f"{side} is {st['run_args'][side]}, not {opts.io_visibility}",
             )
     logrows = int(st["run_args"]["logrows"])
     srs = config.srs_source.path_for(logrows)
@@ -484,5 +563,6 @@ def _build_into(
         "sizes": asdict(sizes),
         "build_seconds": seconds,
         "ezkl_version": EZKL_VERSION,
+        "io_visibility": opts.io_visibility,
     }
     (folder / BUILD_FILE).write_text(json.dumps(record, indent=2) + "\n")

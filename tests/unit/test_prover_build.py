@@ -55,8 +55,10 @@ def test_build_digest_follows_what_shapes_a_circuit(tmp_path: Path) -> None:
         replace(base, circuit=replace(CircuitOptions(), scale=8)),
         replace(base, solc=replace(SolcOptions(), optimizer_runs=200)),
         replace(base, srs=CeremonySrs(tmp_path / "ceremony.srs")),
+        replace(base, circuit=replace(CircuitOptions(), io_visibility="polycommit")),
+        replace(base, circuit=replace(CircuitOptions(), logrows=13)),
     ]
-    assert len({base.build_digest(), *(c.build_digest() for c in changed)}) == 5
+    assert len({base.build_digest(), *(c.build_digest() for c in changed)}) == 7
     assert base.srs_source == LocalInsecureSrs(tmp_path / "srs")
 
 
@@ -69,6 +71,15 @@ def test_run_args_are_hashed_fixed_and_fix_symbolic_dims() -> None:
     assert args.variables == [("batch", 1)]
     default: Any = CircuitOptions().run_args()
     assert default.variables == [("batch_size", 1)]
+
+
+def test_io_visibility_and_logrows_are_checked() -> None:
+    poly: Any = CircuitOptions(io_visibility="polycommit").run_args()
+    assert (poly.input_visibility, poly.output_visibility) == ("polycommit", "polycommit")
+    with pytest.raises(ValueError, match="is not one of"):
+        CircuitOptions(io_visibility="private")
+    with pytest.raises(ValueError, match="logrows 17 is not in 1..16"):
+        CircuitOptions(logrows=17)
 
 
 def test_calibration_inputs_are_deterministic_and_in_range() -> None:
