@@ -7,6 +7,10 @@ circuit: what a node would prove without segments, against the one small segment
 asks for. Builds go to a fresh cache (cold setup) unless ``--cache`` names one.
 
     .venv/bin/python bench/prover_bench.py [--repeat 3] [--inner-cols 1] [--cache DIR]
+        [--visibility hashed|polycommit|public]
+
+Verify gas is measured twice: under anvil's default schedule (Osaka: EIP-7883 prices the
+verifier's modexp calls higher) and under Prague's, the one issue 5's figures were set in.
 
 Prints a table and writes bench/results/prover-<date>.json.
 """
@@ -45,7 +49,7 @@ from prover import (
     run_model,
     verify_segment,
 )
-from prover.config import EZKL_VERSION
+from prover.config import EZKL_VERSION, IO_VISIBILITIES
 from worker.models import build_models, digits_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +66,15 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def measure(
-    circuit: SegmentCircuit, value: Any, repeat: int, client: ChainClient
+    circuit: SegmentCircuit, value: Any, repeat: int, client: ChainClient, prague: ChainClient
 ) -> dict[str, Any]:
     prove_s, proof = timed(lambda: prove_segment(circuit, value), repeat)
     verify_s, _ = timed(lambda: verify_segment(circuit, proof), repeat)
     deploy = cast(TxReceipt, client.send(data=circuit.verifier().bytecode))
     address = str(deploy["contractAddress"])
     verify = cast(TxReceipt, client.send(to=address, data=proof.calldata()))
+    other = str(cast(TxReceipt, prague.send(data=circuit.verifier().bytecode))["contractAddress"])
+    verify_prague = cast(TxReceipt, prague.send(to=other, data=proof.calldata()))
     return {
         "name": circuit.name,
         "logrows": circuit.logrows,
@@ -87,6 +93,7 @@ def measure(
         "verifier_runtime_bytes": circuit.sizes.verifier_runtime,
         "deploy_gas": int(deploy["gasUsed"]),
         "verify_gas": int(verify["gasUsed"]),
+        "verify_gas_prague": int(verify_prague["gasUsed"]),
     }
 
 
@@ -94,6 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="prove/verify runs (median)")
     parser.add_argument("--inner-cols", type=int, default=CircuitOptions().num_inner_cols)
+    parser.add_argument(
+        "--visibility", choices=sorted(IO_VISIBILITIES), default=CircuitOptions().io_visibility
+    )
     parser.add_argument("--cache", type=Path, help="prover cache (default: a fresh temp dir)")
     parser.add_argument("--models", type=Path, default=ROOT / "artifacts")
     parser.add_argument("--no-whole", action="store_true", help="skip the one-circuit baseline")
@@ -106,7 +116,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="prover-bench-") as tmp:
         cache = args.cache or Path(tmp)
         config = ProverConfig(
-            cache_dir=cache, circuit=replace(CircuitOptions(), num_inner_cols=args.inner_cols)
+            cache_dir=cache,
+            circuit=replace(
+                CircuitOptions(), num_inner_cols=args.inner_cols, io_visibility=args.visibility
+            ),
         )
         image = np.asarray(digits_test_split()[0][0], np.float64) / 16
 
@@ -117,10 +130,12 @@ def main() -> None:
         commit_s, run = timed(lambda: run_model(circuits, image), args.repeat)
 
         node = start_anvil()
+        prague_node = start_anvil(extra_args=("--hardfork", "prague"))
         try:
             client = ChainClient(node.rpc_url, DEV_KEYS[0])
+            prague = ChainClient(prague_node.rpc_url, DEV_KEYS[0])
             rows = [
-                measure(seg, run.segment_inputs[i], args.repeat, client)
+                measure(seg, run.segment_inputs[i], args.repeat, client, prague)
                 for i, seg in enumerate(circuits.segments)
             ]
             whole: dict[str, Any] | None = None
@@ -137,11 +152,12 @@ def main() -> None:
                         ),
                         config=config,
                     )
-                    whole = measure(full, image, args.repeat, client)
+                    whole = measure(full, image, args.repeat, client, prague)
                 except VerifierTooLarge as exc:
                     whole = {"name": "whole model (one circuit)", "error": str(exc)}
         finally:
             node.stop()
+            prague_node.stop()
 
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -157,14 +173,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     variant = (
         "" if args.inner_cols == CircuitOptions().num_inner_cols else f"-inner{args.inner_cols}"
-    )
+    ) + ("" if args.visibility == CircuitOptions().io_visibility else f"-{args.visibility}")
     path = args.out / f"prover-{dt.date.today().isoformat()}{variant}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 def show(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title=f"ezkl {report['ezkl']} — digits MLP, {report['machine']['cpus']} CPUs")
+    vis = report["config"]["circuit"].get("io_visibility", "hashed")
+    table = Table(
+        title=f"ezkl {report['ezkl']} — digits MLP, {vis} I/O, {report['machine']['cpus']} CPUs"
+    )
     columns = [
         ("circuit", "name", "{}"),
         ("logrows", "logrows", "{}"),
@@ -175,6 +194,7 @@ def show(console: Console, report: dict[str, Any]) -> None:
         ("pk MB", "pk_bytes", "{:.1f}"),
         ("verifier B", "verifier_runtime_bytes", "{:,}"),
         ("verify gas", "verify_gas", "{:,}"),
+        ("… Prague", "verify_gas_prague", "{:,}"),
     ]
     for title, _, _ in columns:
         table.add_column(title, justify="left" if title == "circuit" else "right")

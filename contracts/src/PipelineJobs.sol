@@ -3,10 +3,10 @@ pragma solidity 0.8.28;
 
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
-import {IHalo2Verifier} from "./interfaces/IHalo2Verifier.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 import {IPipelineJobs} from "./interfaces/IPipelineJobs.sol";
+import {SegmentProofs} from "./libraries/SegmentProofs.sol";
 
 /// @title PipelineJobs
 /// @notice One model's segments run by different nodes (see IPipelineJobs and
@@ -23,7 +23,7 @@ contract PipelineJobs is IPipelineJobs, ReentrancyGuardTransient {
 
     /// @notice BN254's scalar field order: boundary hashes are elements of this field.
     uint256 public constant SNARK_SCALAR_FIELD =
-        21888242871839275222246405745257275088548364400416034343698204186575808495617;
+        SegmentProofs.SNARK_SCALAR_FIELD;
 
     /// @notice Longest window the constructor accepts.
     uint256 public constant MAX_DURATION = 365 days;
@@ -139,19 +139,6 @@ contract PipelineJobs is IPipelineJobs, ReentrancyGuardTransient {
     /// @notice The boundary hash segment `index` starts from.
     function _inputBoundary(uint256 jobId, PipelineJob storage job, uint256 index) internal view returns (uint256) {
         return index == 0 ? job.inputBoundaryHash : _segments[jobId][index - 1].outputBoundaryHash;
-    }
-
-    /// @notice Calls `verifier.verifyProof(proof, instances)` with STATICCALL.
-    /// @return valid True only when the call succeeded and returned true.
-    function _verify(address verifier, bytes calldata proof, uint256[] memory instances)
-        internal
-        view
-        returns (bool valid)
-    {
-        (bool success, bytes memory ret) =
-            verifier.staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
-        // forge-lint: disable-next-line(unsafe-typecast)
-        return success && ret.length == 32 && uint256(bytes32(ret)) == 1; // length checked
     }
 
     // ---------------------------------------------------------------- payer
@@ -324,11 +311,13 @@ contract PipelineJobs is IPipelineJobs, ReentrancyGuardTransient {
         uint256 deadline = seg.proofDeadline;
         // forge-lint: disable-next-line(block-timestamp)
         if (block.timestamp > deadline) revert ProofDeadlinePassed(jobId, index, deadline);
-        uint256[] memory instances = new uint256[](2);
-        instances[0] = _inputBoundary(jobId, job, index);
-        instances[1] = seg.outputBoundaryHash;
         address verifier = modelRegistry.getSegment(job.modelId, index).verifier;
-        if (!_verify(verifier, proof, instances)) revert ProofRejected(jobId, index, verifier);
+        if (proof.length < SegmentProofs.BOUNDARY_BYTES) revert ProofRejected(jobId, index, verifier);
+        (uint256 inputHash, uint256 outputHash) = SegmentProofs.boundaries(proof);
+        if (inputHash != _inputBoundary(jobId, job, index) || outputHash != seg.outputBoundaryHash) {
+            revert ProofBoundaryMismatch(jobId, index, inputHash, outputHash);
+        }
+        if (!SegmentProofs.verify(verifier, proof)) revert ProofRejected(jobId, index, verifier);
 
         uint256 bond = seg.challengeBond;
         seg.status = SegmentStatus.Proven;

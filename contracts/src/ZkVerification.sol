@@ -5,18 +5,19 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
-import {IHalo2Verifier} from "./interfaces/IHalo2Verifier.sol";
 import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 import {IZkVerification} from "./interfaces/IZkVerification.sol";
+import {SegmentProofs} from "./libraries/SegmentProofs.sol";
 
 /// @title ZkVerification
 /// @notice Verifies the JobMarket's zk jobs. At commit the node posts the k + 1 boundary
-///         hashes of its run (ezkl's Poseidon hashes of the activations between segments);
+///         hashes of its run (hashes of the KZG commitments to the activations between
+///         segments, see SegmentProofs);
 ///         the first must equal the input boundary hash of the request. A block hash that did
 ///         not exist at commit then picks the segment to prove (zk-spot), or every segment must
-///         be proven (zk-full). Proofs are checked by the segment's registered verifier with
-///         the public instances taken from the committed hashes, or off chain by an attester
+///         be proven (zk-full). Proofs are checked by the segment's registered verifier, after
+///         checking that they commit to the committed boundaries, or off chain by an attester
 ///         whose verdict anyone can dispute. A job whose proofs are missing at the deadline is
 ///         slashed. See docs/protocol.md, "Verification".
 /// @dev Holds only dispute bonds: `address(this).balance == Σ open bonds + Σ withdrawable`.
@@ -26,7 +27,7 @@ contract ZkVerification is IZkVerification, Ownable2Step, ReentrancyGuardTransie
 
     /// @notice BN254's scalar field order: boundary hashes are elements of this field.
     uint256 public constant SNARK_SCALAR_FIELD =
-        21888242871839275222246405745257275088548364400416034343698204186575808495617;
+        SegmentProofs.SNARK_SCALAR_FIELD;
 
     /// @notice Longest window or period the constructor accepts.
     uint256 public constant MAX_DURATION = 365 days;
@@ -240,9 +241,10 @@ contract ZkVerification is IZkVerification, Ownable2Step, ReentrancyGuardTransie
         if (!_isOpen(jobId, other)) market.setDisputed(jobId, false);
     }
 
-    /// @notice Reverts unless `boundaryHashes` are the committed ones (hash to `committed`) and
-    ///         segment `segment`'s verifier accepts `proof` with the public instances
-    ///         `[boundaryHashes[segment], boundaryHashes[segment + 1]]` taken from them.
+    /// @notice Reverts unless `boundaryHashes` are the committed ones (hash to `committed`),
+    ///         `proof` opens with commitments whose hashes are
+    ///         `[boundaryHashes[segment], boundaryHashes[segment + 1]]`, and segment
+    ///         `segment`'s verifier accepts it.
     function _checkProof(
         uint256 jobId,
         uint256 segment,
@@ -253,25 +255,14 @@ contract ZkVerification is IZkVerification, Ownable2Step, ReentrancyGuardTransie
     ) internal view {
         bytes32 given = keccak256(abi.encodePacked(boundaryHashes));
         if (given != committed) revert BoundaryHashesMismatch(jobId, committed, given);
-        // k + 1 hashes (the root matched) and segment < k (it is required), so both exist.
-        uint256[] memory instances = new uint256[](2);
-        instances[0] = boundaryHashes[segment];
-        instances[1] = boundaryHashes[segment + 1];
         address verifier = modelRegistry.getSegment(modelId, segment).verifier;
-        if (!_verify(verifier, proof, instances)) revert ProofRejected(jobId, segment, verifier);
-    }
-
-    /// @notice Calls `verifier.verifyProof(proof, instances)` with STATICCALL.
-    /// @return valid True only when the call succeeded and returned true.
-    function _verify(address verifier, bytes calldata proof, uint256[] memory instances)
-        internal
-        view
-        returns (bool valid)
-    {
-        (bool success, bytes memory ret) =
-            verifier.staticcall(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
-        // forge-lint: disable-next-line(unsafe-typecast)
-        return success && ret.length == 32 && uint256(bytes32(ret)) == 1; // length checked
+        if (proof.length < SegmentProofs.BOUNDARY_BYTES) revert ProofRejected(jobId, segment, verifier);
+        (uint256 inputHash, uint256 outputHash) = SegmentProofs.boundaries(proof);
+        // k + 1 hashes (the root matched) and segment < k (it is required), so both exist.
+        if (inputHash != boundaryHashes[segment] || outputHash != boundaryHashes[segment + 1]) {
+            revert ProofBoundaryMismatch(jobId, segment, inputHash, outputHash);
+        }
+        if (!SegmentProofs.verify(verifier, proof)) revert ProofRejected(jobId, segment, verifier);
     }
 
     // ---------------------------------------------------------------- market hooks

@@ -38,8 +38,9 @@ contract PipelineJobsTest is Test {
     address[3] internal node;
 
     bytes internal constant INPUT = hex"0104020000000800000008";
-    uint256 internal constant IN_BOUNDARY = 11;
-    // Each segment's output: blob hash and boundary hash.
+    uint256 internal constant IN_BOUNDARY = 11; // the input boundary's tag
+    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+    // Each segment's output: blob hash and boundary (its tag: the hash is `_bh(tag)`).
     bytes32[3] internal outHash = [keccak256("act0"), keccak256("act1"), keccak256("result")];
     uint256[3] internal outBoundary = [uint256(22), 33, 44];
 
@@ -86,7 +87,7 @@ contract PipelineJobsTest is Test {
 
     function _submit() internal returns (uint256 jobId) {
         IPipelineJobs.PipelineRequest memory req =
-            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), IN_BOUNDARY, _fees());
+            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), _bh(IN_BOUNDARY), _fees());
         vm.prank(payer);
         jobId = pipe.submitJob{value: FEE0 + FEE1 + FEE2}(req, INPUT);
     }
@@ -98,9 +99,14 @@ contract PipelineJobsTest is Test {
 
     function _commitFor(uint256 i) internal view returns (IPipelineJobs.SegmentCommit memory c) {
         c.inputHash = i == 0 ? keccak256(INPUT) : outHash[i - 1];
-        c.inputBoundaryHash = i == 0 ? IN_BOUNDARY : outBoundary[i - 1];
+        c.inputBoundaryHash = _bh(i == 0 ? IN_BOUNDARY : outBoundary[i - 1]);
         c.outputHash = outHash[i];
-        c.outputBoundaryHash = outBoundary[i];
+        c.outputBoundaryHash = _bh(outBoundary[i]);
+    }
+
+    /// @notice The boundary hash of the boundary tagged `tag` (MockHalo2Verifier.point).
+    function _bh(uint256 tag) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(tag, keccak256(abi.encode("point", tag))))) % FIELD;
     }
 
     function _commit(uint256 jobId, uint256 i) internal {
@@ -217,7 +223,7 @@ contract PipelineJobsTest is Test {
         c.inputBoundaryHash = 999;
         vm.prank(node[1]);
         vm.expectRevert(
-            abi.encodeWithSelector(IPipelineJobs.BoundaryLinkMismatch.selector, jobId, 1, outBoundary[0], 999)
+            abi.encodeWithSelector(IPipelineJobs.BoundaryLinkMismatch.selector, jobId, 1, _bh(outBoundary[0]), 999)
         );
         pipe.commitSegment(jobId, 1, c);
 
@@ -237,7 +243,7 @@ contract PipelineJobsTest is Test {
 
     function test_SubmitAndClaimChecks() public {
         IPipelineJobs.PipelineRequest memory req =
-            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), IN_BOUNDARY, _fees());
+            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), _bh(IN_BOUNDARY), _fees());
         vm.startPrank(payer);
         vm.expectRevert(abi.encodeWithSelector(IPipelineJobs.WrongValue.selector, FEE0 + FEE1 + FEE2, 1));
         pipe.submitJob{value: 1}(req, INPUT);
@@ -366,7 +372,11 @@ contract PipelineJobsTest is Test {
 
         // A proof of other boundary hashes, or another segment's proof, is rejected.
         bytes memory wrong = verifiers[1].proofFor(outBoundary[0], 12345);
-        vm.expectRevert(abi.encodeWithSelector(IPipelineJobs.ProofRejected.selector, jobId, 1, address(verifiers[1])));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IPipelineJobs.ProofBoundaryMismatch.selector, jobId, 1, _bh(outBoundary[0]), _bh(12345)
+            )
+        );
         pipe.proveSegment(jobId, 1, wrong);
         bytes memory otherSegment = verifiers[0].proofFor(outBoundary[0], outBoundary[1]);
         vm.expectRevert(abi.encodeWithSelector(IPipelineJobs.ProofRejected.selector, jobId, 1, address(verifiers[1])));
@@ -512,7 +522,7 @@ contract PipelineJobsTest is Test {
         uint256 total = uint256(fees[0]) + fees[1] + fees[2];
         vm.prank(payer);
         uint256 jobId = pipe.submitJob{value: total}(
-            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), IN_BOUNDARY, fees), ""
+            IPipelineJobs.PipelineRequest(modelId, keccak256(INPUT), _bh(IN_BOUNDARY), fees), ""
         );
         for (uint256 i; i < 3; ++i) {
             _claim(jobId, i);

@@ -43,12 +43,18 @@ contract ZkFullTest is ZkFixture {
         uint256 jobId = _committedZk(FULL, false);
         uint256[] memory h = _hashes();
         bytes memory segment0Proof = _proof(0, h);
-        bytes memory shifted = verifiers[1].proofFor(h[0], h[1]);
+        bytes memory shifted = verifiers[1].proofFor(0, 1); // segment 0's boundaries
         // segment 0's proof does not pass as segment 1's, nor segment 1's with shifted hashes
-        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 1, address(verifiers[1])));
+        bytes memory mismatch =
+            abi.encodeWithSelector(IZkVerification.ProofBoundaryMismatch.selector, jobId, 1, h[0], h[1]);
+        vm.expectRevert(mismatch);
         _submitProof(node, jobId, 1, segment0Proof, h);
-        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 1, address(verifiers[1])));
+        vm.expectRevert(mismatch);
         _submitProof(node, jobId, 1, shifted, h);
+        // nor segment 0's circuit on segment 1's boundaries
+        bytes memory wrongCircuit = verifiers[0].proofFor(1, 2);
+        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 1, address(verifiers[1])));
+        _submitProof(node, jobId, 1, wrongCircuit, h);
         vm.expectRevert(abi.encodeWithSelector(IZkVerification.SegmentNotRequired.selector, jobId, 3, uint64(7)));
         _submitProof(node, jobId, 3, segment0Proof, h);
     }

@@ -290,18 +290,39 @@ contract ZkSpotTest is ZkFixture {
         uint256[] memory h = _hashes();
         uint256 jobId = _spotJobChallenging(2, h);
         bytes memory proof = _proof(2, h);
-        proof[40] ^= 0x01;
+        proof[150] ^= 0x01; // past the boundary commitments: the verifier rejects it
         vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 2, address(verifiers[2])));
         _submitProof(node, jobId, 2, proof, h);
+        // a changed commitment is refused before the verifier runs
+        proof = _proof(2, h);
+        proof[70] ^= 0x01;
+        bytes memory output = new bytes(64);
+        for (uint256 i; i < 64; ++i) {
+            output[i] = proof[64 + i];
+        }
+        uint256 outputHash = uint256(keccak256(output)) % FIELD;
+        vm.expectRevert(
+            abi.encodeWithSelector(IZkVerification.ProofBoundaryMismatch.selector, jobId, 2, h[2], outputHash)
+        );
+        _submitProof(node, jobId, 2, proof, h);
+        // as is a proof too short to hold them
+        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 2, address(verifiers[2])));
+        _submitProof(node, jobId, 2, new bytes(127), h);
     }
 
     function test_submitProof_rejectsAnotherSegmentsProof() public {
         uint256[] memory h = _hashes();
         uint256 jobId = _spotJobChallenging(2, h);
         bytes memory segment1Proof = _proof(1, h);
-        // segment 1's valid proof, posted as segment 2's
-        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 2, address(verifiers[2])));
+        // segment 1's valid proof, posted as segment 2's: its boundaries are segment 1's
+        vm.expectRevert(
+            abi.encodeWithSelector(IZkVerification.ProofBoundaryMismatch.selector, jobId, 2, h[1], h[2])
+        );
         _submitProof(node, jobId, 2, segment1Proof, h);
+        // segment 1's circuit run on segment 2's boundaries: segment 2's verifier rejects it
+        bytes memory wrongCircuit = verifiers[1].proofFor(2, 3);
+        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 2, address(verifiers[2])));
+        _submitProof(node, jobId, 2, wrongCircuit, h);
         // and a segment that was not challenged is refused before any verifier runs
         vm.expectRevert(abi.encodeWithSelector(IZkVerification.SegmentNotRequired.selector, jobId, 1, uint64(4)));
         _submitProof(node, jobId, 1, segment1Proof, h);
@@ -313,7 +334,7 @@ contract ZkSpotTest is ZkFixture {
         uint256[] memory h = _hashes();
         uint256 jobId = _spotJobChallenging(1, h);
         // hashes that differ from the commitment are refused, whatever the proof
-        uint256[] memory other = _with(h, 2, 7);
+        uint256[] memory other = _with(h, 2, _h(7));
         bytes memory otherProof = _proof(1, other);
         vm.expectRevert(
             abi.encodeWithSelector(
@@ -324,8 +345,10 @@ contract ZkSpotTest is ZkFixture {
             )
         );
         _submitProof(node, jobId, 1, otherProof, other);
-        // a valid proof of other boundary hashes fails against the committed ones
-        vm.expectRevert(abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, 1, address(verifiers[1])));
+        // a valid proof of other boundaries fails against the committed ones
+        vm.expectRevert(
+            abi.encodeWithSelector(IZkVerification.ProofBoundaryMismatch.selector, jobId, 1, h[1], _h(7))
+        );
         _submitProof(node, jobId, 1, otherProof, h);
     }
 
@@ -421,7 +444,9 @@ contract ZkSpotTest is ZkFixture {
         uint256 jobId = _spotJobChallenging(SEGMENTS - 1, cheat);
         bytes memory honestProof = _proof(SEGMENTS - 1, h);
         vm.expectRevert(
-            abi.encodeWithSelector(IZkVerification.ProofRejected.selector, jobId, SEGMENTS - 1, address(verifiers[2]))
+            abi.encodeWithSelector(
+                IZkVerification.ProofBoundaryMismatch.selector, jobId, SEGMENTS - 1, h[SEGMENTS - 1], h[SEGMENTS]
+            )
         );
         _submitProof(node, jobId, SEGMENTS - 1, honestProof, cheat); // its honest proof
         vm.warp(zk.getZkJob(jobId).proofDeadline + 1);

@@ -73,7 +73,7 @@ class CircuitOptions:
     #: public instances), "polycommit" (a KZG commitment each, inside the proof: no public
     #: instances; segments of a model share one logrows so equal boundaries give equal
     #: commitments) or "public" (every value an instance; measured, not linked).
-    io_visibility: str = "hashed"
+    io_visibility: str = "polycommit"
     #: Rows of every circuit (2^logrows) when set; build_model sets it for "polycommit".
     logrows: int | None = None
 

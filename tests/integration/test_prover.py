@@ -1,6 +1,10 @@
 """ezkl proofs of the digits MLP's segments: build, boundary-hash chain, prove, verify off
 chain and on chain (anvil), and the rejections a cheating node must meet.
 
+The default circuits commit each segment's input and output with KZG inside the proof
+("polycommit"): a proof has no public instances and opens with its two boundary commitments;
+a boundary hash is keccak256 of a commitment's 64 EVM bytes (docs/prover.md).
+
 Everything is built once per module into temporary folders (the model, an insecure local
 SRS, the circuits and verifiers); one proof per segment is shared by the tests.
 """
@@ -40,13 +44,16 @@ from prover import (
     verify_segment,
 )
 from prover.errors import WitnessError
-from prover.felts import felt_to_uint
+from prover.felts import commitment_hash, g1_to_evm
 from worker.models import build_models, digits_test_split, encode_digits_input, load_model
 
 pytestmark = pytest.mark.integration
 
-#: What one on-chain verification may cost here (measured ~541k; ezkl defaults ~654k).
-VERIFY_GAS_CEILING = 560_000
+#: Issue 5's target for one on-chain verification, under the gas schedule it was set in
+#: (Prague: ezkl's defaults cost 645,970 there). Anvil's default, Osaka, prices the
+#: verifier's three modexp calls higher (EIP-7883): +8,100 gas.
+TARGET_GAS = 450_000
+OSAKA_MODEXP_EXTRA = 8_100
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +101,15 @@ def chain() -> Iterator[tuple[Anvil, ChainClient]]:
 
 
 @pytest.fixture(scope="module")
+def prague() -> Iterator[ChainClient]:
+    node = start_anvil(extra_args=("--hardfork", "prague"))
+    try:
+        yield ChainClient(node.rpc_url, DEV_KEYS[0])
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
 def verifiers(circuits: ModelCircuits, chain: tuple[Anvil, ChainClient]) -> list[str]:
     """The segments' verifiers, deployed."""
     _, client = chain
@@ -106,6 +122,16 @@ def verifiers(circuits: ModelCircuits, chain: tuple[Anvil, ChainClient]) -> list
 
 def _send(client: ChainClient, **kwargs: Any) -> TxReceipt:
     return cast(TxReceipt, client.send(**kwargs))
+
+
+def _swapped_output(proof: Proof, other: Proof) -> Proof:
+    """``proof`` with its output commitment replaced by ``other``'s (a valid curve point)."""
+    return replace(proof, proof=proof.proof[:64] + other.proof[64:128] + proof.proof[128:])
+
+
+def felt_to_uint_base(text: str) -> int:
+    """A coordinate as ezkl's PyG1Affine gives it (hex, little-endian)."""
+    return int.from_bytes(bytes.fromhex(text), "little")
 
 
 # --------------------------------------------------------------------------- build
@@ -122,7 +148,8 @@ def test_every_segment_builds_once_with_its_sizes(
     manifest = json.loads((model_dir / "manifest.json").read_text())
     for seg, entry in zip(circuits.segments, manifest["segments"], strict=True):
         assert seg.source_hash == entry["segment_hash"]
-        assert seg.logrows <= 13
+        assert seg.logrows == circuits.segments[0].logrows <= 13  # one logrows: links
+        assert seg.io_visibility == "polycommit"
         assert seg.srs_label == "insecure-local"
         for path in (seg.settings_path, seg.compiled_path, seg.vk_path, seg.pk_path):
             assert path.is_file()
@@ -147,9 +174,16 @@ def test_boundary_hashes_chain_across_segments(
         for i, seg in enumerate(circuits.segments):
             alone = run_segment(seg, run.segment_inputs[i])
             assert (alone.input_hash, alone.output_hash) == (hashes[i], hashes[i + 1])
-        # the first hash is ezkl's Poseidon hash of the quantized input, nothing else
-        felts = run.segment_inputs[0].felts()
-        assert felt_to_uint(ezkl.poseidon_hash(felts)[0]) == hashes[0]
+        # the first hash is that of ezkl's KZG commitment to the quantized input, nothing else
+        fc1 = circuits.segments[0]
+        (point,) = ezkl.kzg_commit(
+            run.segment_inputs[0].felts(),
+            str(fc1.vk_path),
+            str(fc1.settings_path),
+            str(fc1.srs_path),
+        )
+        x, y = (felt_to_uint_base(str(getattr(point, c))) for c in ("x", "y"))
+        assert commitment_hash(g1_to_evm((x, y))) == hashes[0]
     assert len({run.boundary_hashes for run in runs}) == len(runs)
     # a one-unit change of one pixel changes every boundary hash after it
     changed = images[0].copy()
@@ -181,7 +215,10 @@ def test_each_segment_proves_and_verifies_off_chain(
     circuits: ModelCircuits, proofs: list[Proof], committed: list[int]
 ) -> None:
     for i, (seg, proof) in enumerate(zip(circuits.segments, proofs, strict=True)):
-        assert proof.instances == (committed[i], committed[i + 1])
+        assert proof.instances == ()
+        # the proof opens with the boundary commitments: what a contract hashes
+        assert commitment_hash(proof.proof[:64]) == proof.input_hash == committed[i]
+        assert commitment_hash(proof.proof[64:128]) == proof.output_hash == committed[i + 1]
         verify_segment(seg, proof, input_hash=committed[i], output_hash=committed[i + 1])
         verify_segment(seg.dir, Proof.from_bytes(proof.to_bytes()))
 
@@ -199,8 +236,8 @@ def test_bad_proofs_are_rejected_off_chain(
     with pytest.raises(BoundaryMismatch) as caught:  # a hash that was not committed
         verify_segment(fc2, proofs[1], input_hash=committed[1], output_hash=committed[3])
     assert caught.value.boundary == "output"
-    with pytest.raises(ProofRejected):  # the committed hash put in place of the real one
-        verify_segment(fc2, replace(proofs[1], instances=(committed[1], committed[3])))
+    with pytest.raises(ProofRejected):  # another valid commitment put in place of the real one
+        verify_segment(fc2, _swapped_output(proofs[1], proofs[2]))
 
 
 def test_segment_input_must_fit_the_circuit(circuits: ModelCircuits) -> None:
@@ -226,7 +263,17 @@ def test_verifiers_fit_and_verify_on_chain(
         assert int.from_bytes(result, "big") == 1
         receipt = _send(client, to=address, data=proof.calldata())
         assert receipt["status"] == 1
-        assert receipt["gasUsed"] <= VERIFY_GAS_CEILING
+        assert receipt["gasUsed"] <= TARGET_GAS + OSAKA_MODEXP_EXTRA
+
+
+def test_one_verification_meets_the_gas_target(
+    prague: ChainClient, circuits: ModelCircuits, proofs: list[Proof]
+) -> None:
+    for seg, proof in zip(circuits.segments, proofs, strict=True):
+        address = str(_send(prague, data=seg.verifier().bytecode)["contractAddress"])
+        receipt = _send(prague, to=address, data=proof.calldata())
+        assert receipt["status"] == 1
+        assert receipt["gasUsed"] <= TARGET_GAS, f"{seg.name}: {receipt['gasUsed']} gas"
 
 
 def test_our_calldata_is_ezkls_encoding(
@@ -253,9 +300,10 @@ def test_bad_proofs_revert_on_chain(
     bad = {
         "tampered": (verifiers[0], replace(proofs[0], proof=bytes(tampered))),
         "other segment": (verifiers[0], proofs[1]),
-        "wrong boundary": (
+        "wrong boundary": (verifiers[1], _swapped_output(proofs[1], proofs[2])),
+        "public instances added": (
             verifiers[1],
-            replace(proofs[1], instances=(committed[1], committed[3])),
+            replace(proofs[1], instances=(committed[1], committed[2])),
         ),
     }
     for address, proof in bad.values():

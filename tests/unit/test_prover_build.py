@@ -55,16 +55,16 @@ def test_build_digest_follows_what_shapes_a_circuit(tmp_path: Path) -> None:
         replace(base, circuit=replace(CircuitOptions(), scale=8)),
         replace(base, solc=replace(SolcOptions(), optimizer_runs=200)),
         replace(base, srs=CeremonySrs(tmp_path / "ceremony.srs")),
-        replace(base, circuit=replace(CircuitOptions(), io_visibility="polycommit")),
+        replace(base, circuit=replace(CircuitOptions(), io_visibility="hashed")),
         replace(base, circuit=replace(CircuitOptions(), logrows=13)),
     ]
     assert len({base.build_digest(), *(c.build_digest() for c in changed)}) == 7
     assert base.srs_source == LocalInsecureSrs(tmp_path / "srs")
 
 
-def test_run_args_are_hashed_fixed_and_fix_symbolic_dims() -> None:
+def test_run_args_are_committed_fixed_and_fix_symbolic_dims() -> None:
     args: Any = CircuitOptions().run_args(["batch"])  # ezkl's stub lists no attributes
-    assert (args.input_visibility, args.output_visibility) == ("hashed/public", "hashed/public")
+    assert (args.input_visibility, args.output_visibility) == ("polycommit", "polycommit")
     assert args.param_visibility == "fixed"
     assert (args.input_scale, args.param_scale, args.scale_rebase_multiplier) == (10, 10, 1)
     assert (args.decomp_base, args.decomp_legs, args.num_inner_cols) == (256, 4, 1)
@@ -74,8 +74,8 @@ def test_run_args_are_hashed_fixed_and_fix_symbolic_dims() -> None:
 
 
 def test_io_visibility_and_logrows_are_checked() -> None:
-    poly: Any = CircuitOptions(io_visibility="polycommit").run_args()
-    assert (poly.input_visibility, poly.output_visibility) == ("polycommit", "polycommit")
+    hashed: Any = CircuitOptions(io_visibility="hashed").run_args()
+    assert (hashed.input_visibility, hashed.output_visibility) == ("hashed/public",) * 2
     with pytest.raises(ValueError, match="is not one of"):
         CircuitOptions(io_visibility="private")
     with pytest.raises(ValueError, match="logrows 17 is not in 1..16"):

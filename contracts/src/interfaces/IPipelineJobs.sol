@@ -7,7 +7,7 @@ import {INodeRegistry} from "./INodeRegistry.sol";
 /// @title IPipelineJobs
 /// @notice Pipelined jobs: one model's segments run by different staked nodes. The node of
 ///         segment i commits the hashes of its output activation (keccak256 of the activation
-///         blob, and ezkl's Poseidon boundary hash of the circuit's fixed-point shadow); the node
+///         blob, and the boundary hash (SegmentProofs) of the circuit's fixed-point shadow); the node
 ///         of segment i + 1 must start from exactly those hashes, segment 0 from the job's input.
 ///         The last segment's blob hash is the job's result hash. Any committed segment can be
 ///         spot-checked: a challenger with a bond demands a proof, verified by the segment's
@@ -54,7 +54,7 @@ interface IPipelineJobs {
         bytes32 modelId;
         /// @notice keccak256 of the canonical input bytes (the blob name of the input).
         bytes32 inputHash;
-        /// @notice ezkl's Poseidon hash of the input as segment 0's circuit reads it.
+        /// @notice the boundary hash (SegmentProofs) of the input as segment 0's circuit reads it.
         uint256 inputBoundaryHash;
         /// @notice One fee per segment, in wei; msg.value must equal their sum.
         uint96[] fees;
@@ -84,7 +84,7 @@ interface IPipelineJobs {
         bytes32 modelId;
         /// @notice keccak256 of the canonical input.
         bytes32 inputHash;
-        /// @notice Poseidon boundary hash of the input.
+        /// @notice Boundary hash (SegmentProofs) of the input.
         uint256 inputBoundaryHash;
     }
 
@@ -108,7 +108,7 @@ interface IPipelineJobs {
         SegmentStatus status;
         /// @notice keccak256 of the output activation blob (the last segment: the result hash).
         bytes32 outputHash;
-        /// @notice Poseidon boundary hash of the circuit's output.
+        /// @notice Boundary hash (SegmentProofs) of the circuit's output.
         uint256 outputBoundaryHash;
     }
 
@@ -120,7 +120,7 @@ interface IPipelineJobs {
         uint256 inputBoundaryHash;
         /// @notice keccak256 of its output blob.
         bytes32 outputHash;
-        /// @notice Poseidon boundary hash of its circuit output.
+        /// @notice Boundary hash (SegmentProofs) of its circuit output.
         uint256 outputBoundaryHash;
     }
 
@@ -236,6 +236,9 @@ interface IPipelineJobs {
     error ProofDeadlineNotPassed(uint256 jobId, uint256 index, uint256 deadline);
     /// @notice `verifier` rejected the proof of segment `index`.
     error ProofRejected(uint256 jobId, uint256 index, address verifier);
+    /// @notice The proof of segment `index` commits to boundaries whose hashes (`inputHash`,
+    ///         `outputHash`) are not the committed ones.
+    error ProofBoundaryMismatch(uint256 jobId, uint256 index, uint256 inputHash, uint256 outputHash);
     /// @notice `account` has nothing to withdraw.
     error NothingToWithdraw(address account);
     /// @notice Sending `amount` wei to `to` failed.

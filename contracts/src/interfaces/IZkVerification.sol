@@ -15,7 +15,7 @@ interface IZkVerification {
 
     /// @notice What a requester adds to a zk job's request (`JobMarket.submitZkJob`).
     struct ZkParams {
-        /// @notice The first boundary hash: ezkl's Poseidon hash of the job's input quantized
+        /// @notice The first boundary hash: the hash of the KZG commitment (SegmentProofs) to the job's input quantized
         ///         as segment 0's circuit reads it (computed off chain from the model's public
         ///         settings). The node's committed boundary hashes must start with it.
         uint256 inputBoundaryHash;
@@ -35,7 +35,7 @@ interface IZkVerification {
     enum DisputeKind {
         /// @notice "The attested proofs are not valid": resolved on chain by posting them.
         Attestation,
-        /// @notice "The last boundary hash is not the Poseidon hash of the committed output":
+        /// @notice "The last boundary hash is not the boundary hash of the committed output":
         ///         resolved by the owner (arbitration), dismissed if it does not rule in time.
         Output
     }
@@ -104,7 +104,7 @@ interface IZkVerification {
         bool attested,
         uint256 segmentCount
     );
-    /// @notice The node committed `boundaryHashes` (k + 1 Poseidon hashes) for job `jobId`;
+    /// @notice The node committed `boundaryHashes` (k + 1 boundary hashes) for job `jobId`;
     ///         the challenge is drawn from the hash of `seedBlock`; proofs are due by `proofDeadline`.
     event BoundaryHashesCommitted(
         uint256 indexed jobId, uint256[] boundaryHashes, uint256 seedBlock, uint256 proofDeadline
@@ -180,6 +180,9 @@ interface IZkVerification {
     /// @notice `verifier` rejected the proof of segment `segment` of job `jobId` against the
     ///         committed boundary hashes.
     error ProofRejected(uint256 jobId, uint256 segment, address verifier);
+    /// @notice The proof of segment `segment` of job `jobId` commits to boundaries whose hashes
+    ///         (`inputHash`, `outputHash`) are not the committed ones.
+    error ProofBoundaryMismatch(uint256 jobId, uint256 segment, uint256 inputHash, uint256 outputHash);
     /// @notice The proof deadline of job `jobId` (`deadline`) has passed.
     error ProofDeadlinePassed(uint256 jobId, uint256 deadline);
     /// @notice The proof deadline of job `jobId` (`deadline`) has not passed.
@@ -241,9 +244,11 @@ interface IZkVerification {
 
     /// @notice Posts the proof of segment `segment` of job `jobId`, by its proof deadline.
     ///         Anyone may post it (a proof is public data). `boundaryHashes` must be the
-    ///         committed ones (checked against the commitment); the verifier is called with
-    ///         `[boundaryHashes[segment], boundaryHashes[segment + 1]]` taken from them.
-    ///         Reverts ProofRejected when the verifier rejects the proof.
+    ///         committed ones (checked against the commitment). The proof opens with its
+    ///         input and output commitments, whose hashes must be
+    ///         `boundaryHashes[segment]` and `boundaryHashes[segment + 1]`
+    ///         (ProofBoundaryMismatch; see SegmentProofs); the segment's verifier must then
+    ///         accept it (ProofRejected otherwise).
     function submitProof(uint256 jobId, uint256 segment, bytes calldata proof, uint256[] calldata boundaryHashes)
         external;
 
@@ -258,7 +263,7 @@ interface IZkVerification {
     ///         node is slashed, to the node if the proofs verify.
     function disputeAttestation(uint256 jobId) external payable;
 
-    /// @notice Disputes that job `jobId`'s last boundary hash is the Poseidon hash of its
+    /// @notice Disputes that job `jobId`'s last boundary hash is the boundary hash of its
     ///         committed output, before the job's challenge window ends, with a bond of exactly
     ///         `disputeBond`. The owner rules (`resolveOutputDispute`) within `arbitrationPeriod`.
     function disputeOutput(uint256 jobId) external payable;

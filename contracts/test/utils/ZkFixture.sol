@@ -62,12 +62,26 @@ abstract contract ZkFixture is MarketFixture {
 
     // ---------------------------------------------------------------- data
 
-    /// @notice The honest boundary hashes h_0..h_k of the job's input (field elements).
+    /// @notice The honest boundary hashes h_0..h_k of the job's input: boundary i is the one
+    ///         tagged i (MockHalo2Verifier.point), h_i its hash.
     function _hashes() internal pure returns (uint256[] memory h) {
         h = new uint256[](SEGMENTS + 1);
         for (uint256 i; i <= SEGMENTS; ++i) {
-            h[i] = uint256(keccak256(abi.encode("boundary", i))) % FIELD;
+            h[i] = _h(i);
         }
+    }
+
+    /// @notice The boundary hash of the boundary tagged `tag` (MockHalo2Verifier.hashOf).
+    function _h(uint256 tag) internal pure returns (uint256) {
+        return uint256(keccak256(abi.encode(tag, keccak256(abi.encode("point", tag))))) % FIELD;
+    }
+
+    /// @notice The tag (< 256) of the boundary whose hash is `hash`.
+    function _tagOf(uint256 hash) internal pure returns (uint256) {
+        for (uint256 tag; tag < 256; ++tag) {
+            if (_h(tag) == hash) return tag;
+        }
+        revert("ZkFixture: no boundary tag has this hash");
     }
 
     /// @notice `h` with entry `index` replaced by another field element.
@@ -81,7 +95,7 @@ abstract contract ZkFixture is MarketFixture {
 
     /// @notice The valid (mock) proof of segment `segment` between `h[segment]` and `h[segment + 1]`.
     function _proof(uint256 segment, uint256[] memory h) internal view returns (bytes memory) {
-        return verifiers[segment].proofFor(h[segment], h[segment + 1]);
+        return verifiers[segment].proofFor(_tagOf(h[segment]), _tagOf(h[segment + 1]));
     }
 
     // ---------------------------------------------------------------- job helpers
