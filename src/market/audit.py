@@ -9,7 +9,7 @@ Checks, each with a reason in the verdict:
 4. the committed output bytes (inline, or fetched by URI) hash to the result hash;
 5. re-running the model on the input gives the same canonical output and result hash;
 6. for zk jobs, the proofs the chain accepted, and the boundary hashes re-derived with the
-   prover: the first must be the Poseidon hash of the input, the last of the output.
+   prover: the first must be the boundary hash of the input, the last of the output.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def _audit_zk(
 ) -> None:
     """zk jobs: re-run the circuits (boundary hashes and result), verify every proof the
     chain accepted against the committed hashes, and check the required ones are there."""
-    from prover import Proof, ProverError, run_model, verify_segment
+    from prover import ProverError, proof_on_boundaries, run_model, verify_segment
     from worker.zk import zk_output
 
     committed = events.get("BoundaryHashesCommitted", [])
@@ -281,8 +281,10 @@ def _audit_zk(
         seg = int(ev.args["segment"])
         tx = market.client.w3.eth.get_transaction(ev.tx_hash)  # type: ignore[arg-type]
         _fn, args = market.zk.decode_function_input(tx["input"])
-        proof = Proof(bytes(args["proof"]), (hashes[seg], hashes[seg + 1]))
         try:
+            proof = proof_on_boundaries(
+                circuits.segments[seg], bytes(args["proof"]), hashes[seg], hashes[seg + 1]
+            )
             verify_segment(
                 circuits.segments[seg], proof, input_hash=hashes[seg], output_hash=hashes[seg + 1]
             )

@@ -7,7 +7,7 @@ auditor's own re-run), so a fault is pinned on the segment that made it:
 1. the job exists, and its model is a registered zk variant of local artefacts whose
    circuits have the registered verifying keys;
 2. the input (inline in the submit event, or its blob) hashes to the input hash, and its
-   Poseidon boundary hash is the job's ``inputBoundaryHash``;
+   boundary hash is the job's ``inputBoundaryHash``;
 3. for every committed segment: its blob can be fetched; the shadow in the blob it started
    from hashes to the boundary the previous segment committed (the link); re-running it
    from that blob gives exactly the committed blob hash and boundary hash;
@@ -128,7 +128,7 @@ def audit_pipeline_job(
     v.add(
         "input",
         boundary == job.input_boundary_hash,
-        f"{len(data)} bytes hash to the input hash; Poseidon boundary "
+        f"{len(data)} bytes hash to the input hash; boundary hash "
         + ("matches" if boundary == job.input_boundary_hash else "does NOT match the job's"),
     )
 
@@ -207,14 +207,16 @@ def _audit_proofs(
     boundaries: list[int],
     statuses: list[SegmentStatus],
 ) -> None:
-    from prover import Proof, ProverError, verify_segment
+    from prover import ProverError, proof_on_boundaries, verify_segment
 
     for ev in events.get("SegmentProven", []):
         i = int(ev.args["index"])
         tx = pipeline.client.w3.eth.get_transaction(ev.tx_hash)  # type: ignore[arg-type]
         _fn, args = pipeline.contract.decode_function_input(tx["input"])
-        proof = Proof(bytes(args["proof"]), (boundaries[i], boundaries[i + 1]))
         try:
+            proof = proof_on_boundaries(
+                circuits.segments[i], bytes(args["proof"]), boundaries[i], boundaries[i + 1]
+            )
             verify_segment(
                 circuits.segments[i],
                 proof,

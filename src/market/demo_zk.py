@@ -179,7 +179,7 @@ class ZkDemo:
         for i in range(cfg.jobs):
             data = encode_digits_input(images[i])
             x = _decode(cfg, data)
-            input_hash = run_segment(circuits.segments[0], x).input_hash  # Poseidon, seg 0
+            input_hash = run_segment(circuits.segments[0], x).input_hash  # boundary 0
             now = int(deployer.w3.eth.get_block("latest")["timestamp"])
             request = JobRequest(
                 model_id=zk_model.model_id,

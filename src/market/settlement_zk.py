@@ -85,19 +85,20 @@ class OffChainVerifier:
         circuits = self._circuits_of(self.market.job(job_id).model_id)
         if circuits is None:
             return None  # cannot judge this model here: leave it to another attester
-        from prover import Proof, ProverError, verify_segment
+        from prover import ProverError, proof_on_boundaries, verify_segment
 
         for seg in self.market.required_segments(job_id):
             if seg not in proofs:
                 log.info("job %s: no published proof of segment %s", job_id, seg)
                 return False
-            instances = (hashes[seg], hashes[seg + 1])
+            bounds = (hashes[seg], hashes[seg + 1])
             try:
+                segment = circuits.segments[seg]
                 verify_segment(
-                    circuits.segments[seg],
-                    Proof(proofs[seg], instances),
-                    input_hash=instances[0],
-                    output_hash=instances[1],
+                    segment,
+                    proof_on_boundaries(segment, proofs[seg], *bounds),
+                    input_hash=bounds[0],
+                    output_hash=bounds[1],
                 )
             except ProverError as exc:
                 log.info("job %s: segment %s proof rejected: %s", job_id, seg, exc)

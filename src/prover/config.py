@@ -52,9 +52,9 @@ IO_VISIBILITIES = {"hashed": "Hashed", "polycommit": "KZGCommit", "public": "Pub
 class CircuitOptions:
     """The ezkl run arguments and calibration every segment of a model is built with.
 
-    Input and output are "hashed" (one Poseidon hash each is the only public data, so a
-    proof has exactly two public instances) and parameters "fixed" (the verifying key
-    commits to the weights). One scale for every tensor and a rebase multiplier of 1 keep
+    Input and output are KZG-committed inside the proof ("polycommit": no public instances;
+    ~90k gas less per on-chain verification than two Poseidon hashes) and parameters
+    "fixed" (the verifying key commits to the weights). One scale for every tensor and a rebase multiplier of 1 keep
     every boundary at ``2^scale``, so a segment's output is the next one's input bit for bit.
     ``decomp_base``/``decomp_legs`` make range checks use a 256-entry table, which keeps the
     circuits at 2^11..2^13 rows. One inner column gives fewer committed columns and so

@@ -1,11 +1,15 @@
 """Run, prove and verify segment circuits; the boundary hashes a node commits.
 
-A segment's circuit takes its input and output as Poseidon hashes (ezkl's "hashed"
-visibility), so a proof has exactly two public instances, ``[input hash, output hash]``,
-each a BN254 field element (a uint256 on chain). Every boundary keeps the scale 2^10, so the
-output hash of segment ``i`` is the input hash of segment ``i+1``: the list of boundary
-hashes of one input (``boundary_hashes``) links the segments, and a proof of any one
-segment can be checked against two neighbouring entries of that list.
+By default a segment's circuit commits to its input and output with KZG (ezkl's
+"polycommit" visibility): a proof has no public instances and opens with the two
+commitments, G1 points that a contract reads from its first 128 bytes. A boundary hash is
+keccak256 of a commitment's 64 EVM bytes, reduced into BN254's scalar field (a uint256 on
+chain). Every segment of a model has the same rows and every boundary the scale 2^10, so
+equal boundaries give equal commitments: the output hash of segment ``i`` is the input hash
+of segment ``i+1``, the list of boundary hashes of one input (``boundary_hashes``) links the
+segments, and a proof of any one segment can be checked against two neighbouring entries of
+that list. With the "hashed" option the boundaries are Poseidon hashes instead, and they
+are the proof's two public instances.
 """
 
 from __future__ import annotations
@@ -286,6 +290,20 @@ def prove_segment(segment: SegmentCircuit | Path, value: SegmentInput) -> Proof:
             circuit.name, "the proof does not start with the input and output commitments"
         )
     return proof
+
+
+def proof_on_boundaries(
+    segment: SegmentCircuit | Path, proof: bytes, input_hash: int, output_hash: int
+) -> Proof:
+    """A proof as a contract takes it (bytes) against the committed boundary hashes of its
+    segment: with KZG-committed I/O the proof carries its boundaries and has no instances;
+    with Poseidon-hashed I/O the hashes are its two public instances."""
+    circuit = _circuit(segment)
+    if circuit.io_visibility == "hashed":
+        return Proof(proof, (input_hash, output_hash))
+    if circuit.io_visibility == "polycommit":
+        return Proof(proof, ())
+    raise ProofRejected(circuit.name, "public I/O proofs carry their values, not hashes")
 
 
 def _instance_count(circuit: SegmentCircuit) -> int:

@@ -7,7 +7,7 @@ canonical output instead, bit for bit what one node running the whole model prod
 (docs/canonical.md), so the last blob's keccak256 is the job's result hash.
 
 Beside the float64 activation, each blob carries the circuit's *shadow*: the segment's
-output as its ezkl circuit computes it (fixed point, 2^10), whose Poseidon hash is the
+output as its ezkl circuit computes it (fixed point, 2^10), whose boundary hash is the
 boundary hash committed on chain. The next node runs its circuit on that shadow, so the
 boundary hashes chain exactly as in a one-node zk run, and any segment can be proved on
 demand from its input blob alone.
@@ -257,7 +257,7 @@ class SegmentRunner:
         )
 
     def input_boundary_hash(self, data: bytes) -> int:
-        """The Poseidon boundary hash of a job input (what a payer puts in its request)."""
+        """The boundary hash of a job input (what a payer puts in its request)."""
         x, _ = self._input(0, data)
         circuit = self.circuits.segments[0]
         shadow = QuantizedTensor.from_floats(
@@ -316,7 +316,7 @@ class SegmentNode:
         if out.input_boundary_hash != boundary:
             # The blob's shadow is not what the previous node committed to: refuse to build on it.
             raise LinkMismatch(
-                f"job {job_id} segment {index}: the input's Poseidon hash "
+                f"job {job_id} segment {index}: the input's boundary hash "
                 f"{out.input_boundary_hash} is not the committed {boundary}"
             )
         self.blobs.put(out.output)

@@ -1,7 +1,7 @@
 """The node's zk path: zk-spot / zk-full jobs from claim to proof (docs/worker.md, "zk jobs").
 
 1. The poller accepts a zk job only when this node serves the model's zk variant and the
-   Poseidon hash of the input (as the circuit reads it) equals the job's on-chain
+   boundary hash of the input (as the circuit reads it) equals the job's on-chain
    ``inputBoundaryHash``; it records the job here (:meth:`ZkWork.accept`).
 2. The inference task runs the circuits instead of torch (:meth:`ZkWork.infer`): the result
    is the circuit's output at the model's scale, and the boundary hashes are stored.
@@ -169,7 +169,7 @@ class ZkWork:
         except (ProverError, ValueError) as exc:
             return f"input cannot be run by the circuits: {exc}"
         if first.input_hash != zk.input_boundary_hash:
-            return "the job's inputBoundaryHash is not the Poseidon hash of its input"
+            return "the job's inputBoundaryHash is not the boundary hash of its input"
         if zk.segment_count != len(circuits.segments):
             return f"the model has {zk.segment_count} segments on chain, the circuits differ"
         with self.store.sessions.begin() as s:

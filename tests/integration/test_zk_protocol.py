@@ -42,12 +42,13 @@ from prover import (
     ModelRun,
     Proof,
     ProverConfig,
+    SegmentCircuit,
     build_model,
     prove_segment,
     run_model,
     verify_segment,
 )
-from prover.felts import felt_to_uint, int_to_felt
+from prover.felts import commitment_hash, g1_to_evm, int_to_felt
 from worker.models import build_models, digits_test_split, encode_digits_input
 
 from ..conftest import Chain
@@ -179,9 +180,18 @@ def canonical_output(run: ModelRun) -> bytes:
     return encode_quantized(np.array(out.values, dtype=np.int64).reshape(10), OUTPUT_SCALE)
 
 
-def poseidon(values: list[int]) -> int:
-    """ezkl's Poseidon hash of fixed-point integers (how boundary hashes are made)."""
-    return felt_to_uint(ezkl.poseidon_hash([int_to_felt(v) for v in values])[0])
+def commitment(values: list[int], circuit: SegmentCircuit) -> int:
+    """The boundary hash of fixed-point integers, made here with ezkl's own KZG commitment
+    (``kzg_commit`` with a segment's keys; every segment has the same rows and SRS): keccak256
+    of the point's 64 EVM bytes, reduced into the field."""
+    (point,) = ezkl.kzg_commit(
+        [int_to_felt(v) for v in values],
+        str(circuit.vk_path),
+        str(circuit.settings_path),
+        str(circuit.srs_path),
+    )
+    x, y = (int.from_bytes(bytes.fromhex(str(getattr(point, c))), "little") for c in "xy")
+    return commitment_hash(g1_to_evm((x, y)))
 
 
 def revert_name(exc: pytest.ExceptionInfo[ContractRevert]) -> str:
@@ -226,6 +236,7 @@ def challenged(w: World, job_id: int) -> int:
 
 def test_honest_zk_spot_job_settles_on_a_real_proof(
     world: World,
+    circuits: ModelCircuits,
     images: list[np.ndarray],
     run: ModelRun,
     proofs: list[Proof],
@@ -257,13 +268,14 @@ def test_honest_zk_spot_job_settles_on_a_real_proof(
     assert w.keeper.withdrawable(w.node.client.address) == PRICE - fee
     assert w.keeper.withdrawable(w.payer.client.address) == MAX_FEE - PRICE
     assert w.node.node_info(w.node.client.address).locked == 0
-    # the links checked off chain: the requester's input hash is the Poseidon hash of the
-    # canonical input (pixels at 2^4) rescaled to the circuit's 2^10; the last boundary hash is
-    # the Poseidon hash of the committed output (2^16) rescaled to 2^10
+    # the links checked off chain: the requester's input hash is that of the commitment to
+    # the canonical input (pixels at 2^4) rescaled to the circuit's 2^10; the last boundary
+    # hash is that of the commitment to the committed output (2^16) rescaled to 2^10
     pixels = [int(p) for p in images[0].reshape(-1)]
-    assert poseidon([p << 6 for p in pixels]) == run.boundary_hashes[0]
+    first, last = circuits.segments[0], circuits.segments[-1]
+    assert commitment([p << 6 for p in pixels], first) == run.boundary_hashes[0]
     committed_output = [int(v) >> 6 for v in np.frombuffer(output[3 + 4 :], dtype=">i8")]
-    assert poseidon(committed_output) == run.boundary_hashes[-1]
+    assert commitment(committed_output, last) == run.boundary_hashes[-1]
 
 
 def test_bad_proofs_and_mismatched_hashes_are_rejected_on_chain(
@@ -295,10 +307,12 @@ def test_bad_proofs_and_mismatched_hashes_are_rejected_on_chain(
     assert revert_name(err) == "ProofRejected"
     assert str(err.value.args_by_name["verifier"]).lower() == w.verifiers[segment].lower()
 
-    # another segment's (valid) proof, as the challenged one; and for a segment not challenged
+    # another segment's (valid) proof, as the challenged one: it commits to other boundaries;
+    # and for a segment not challenged
     with pytest.raises(ContractRevert) as err:
         w.node.submit_proof(job_id, segment, proofs[other].proof, hashes)
-    assert revert_name(err) == "ProofRejected"
+    assert revert_name(err) == "ProofBoundaryMismatch"
+    assert err.value.args_by_name["inputHash"] == hashes[other]
     with pytest.raises(ContractRevert) as err:
         w.node.submit_proof(job_id, other, proofs[other].proof, hashes)
     assert revert_name(err) == "SegmentNotRequired"
@@ -314,10 +328,16 @@ def test_bad_proofs_and_mismatched_hashes_are_rejected_on_chain(
     other_run = run_model(circuits, images[1].astype(np.float64) / 16)
     foreign = prove_segment(circuits.segments[segment], other_run.segment_inputs[segment])
     verify_segment(circuits.segments[segment], foreign)  # valid for its own hashes
-    assert foreign.instances != (hashes[segment], hashes[segment + 1])
+    assert (foreign.input_hash, foreign.output_hash) != (hashes[segment], hashes[segment + 1])
     with pytest.raises(ContractRevert) as err:
         w.node.submit_proof(job_id, segment, foreign.proof, hashes)
-    assert revert_name(err) == "ProofRejected"
+    assert revert_name(err) == "ProofBoundaryMismatch"
+
+    # the honest proof with another valid commitment (the foreign run's) in place of its own
+    swapped = proofs[segment].proof[:64] + foreign.proof[64:128] + proofs[segment].proof[128:]
+    with pytest.raises(ContractRevert) as err:
+        w.node.submit_proof(job_id, segment, swapped, hashes)
+    assert revert_name(err) == "ProofBoundaryMismatch"
 
     # nothing above changed the job; the honest proof still goes through
     assert w.node.zk_job(job_id).proven_mask == 0
@@ -326,7 +346,11 @@ def test_bad_proofs_and_mismatched_hashes_are_rejected_on_chain(
 
 
 def test_node_committing_a_made_up_run_is_slashed_whatever_is_challenged(
-    world: World, images: list[np.ndarray], run: ModelRun, proofs: list[Proof]
+    world: World,
+    circuits: ModelCircuits,
+    images: list[np.ndarray],
+    run: ModelRun,
+    proofs: list[Proof],
 ) -> None:
     """A node that did not run the model: right input hash (checked on chain), made-up hashes
     after it and a wrong output. No segment's proof can match, so every challenge catches it."""
@@ -336,7 +360,8 @@ def test_node_committing_a_made_up_run_is_slashed_whatever_is_challenged(
     made_up = [run.boundary_hashes[0]] + [
         int.from_bytes(rng.bytes(31), "big") for _ in range(len(proofs) - 1)
     ]
-    made_up.append(poseidon(fake_values))  # its output hash even matches its (wrong) output
+    # its output hash even matches its (wrong) output
+    made_up.append(commitment(fake_values, circuits.segments[-1]))
     output = encode_quantized(np.array(fake_values, dtype=np.int64) << 6, OUTPUT_SCALE)
     job_id = submit_and_commit(w, images, made_up, output)
     collateral = w.node.job(job_id).collateral
@@ -345,7 +370,7 @@ def test_node_committing_a_made_up_run_is_slashed_whatever_is_challenged(
     segment = challenged(w, job_id)
     with pytest.raises(ContractRevert) as err:  # its best effort: the honest proof
         w.node.submit_proof(job_id, segment, proofs[segment].proof, made_up)
-    assert revert_name(err) == "ProofRejected"
+    assert revert_name(err) == "ProofBoundaryMismatch"
 
     with pytest.raises(ContractRevert) as err:
         w.keeper.slash_unproven(job_id)
@@ -363,9 +388,13 @@ def test_node_committing_a_made_up_run_is_slashed_whatever_is_challenged(
 
 
 def test_wrong_output_is_caught_exactly_when_its_segment_is_challenged(
-    world: World, images: list[np.ndarray], run: ModelRun, proofs: list[Proof]
+    world: World,
+    circuits: ModelCircuits,
+    images: list[np.ndarray],
+    run: ModelRun,
+    proofs: list[Proof],
 ) -> None:
-    """A careful cheater: honest up to the last segment, then a wrong output whose Poseidon
+    """A careful cheater: honest up to the last segment, then a wrong output whose boundary
     hash it commits (so the output link holds). Only the last segment's proof can expose it:
     the job is slashed exactly when that segment is challenged (1/k per job), and the node
     gets away with it otherwise. Jobs run until both outcomes have been seen."""
@@ -373,7 +402,7 @@ def test_wrong_output_is_caught_exactly_when_its_segment_is_challenged(
     k = len(proofs)
     fake = list(run.output.values)
     fake[0], fake[1] = fake[1] + 4096, fake[0] - 4096  # moves the argmax
-    cheat = [*run.boundary_hashes[:-1], poseidon(fake)]
+    cheat = [*run.boundary_hashes[:-1], commitment(fake, circuits.segments[-1])]
     output = encode_quantized(np.array(fake, dtype=np.int64) << 6, OUTPUT_SCALE)
 
     outcomes: list[tuple[int, JobStatus]] = []
@@ -384,7 +413,7 @@ def test_wrong_output_is_caught_exactly_when_its_segment_is_challenged(
         if segment == k - 1:
             with pytest.raises(ContractRevert) as err:
                 w.node.submit_proof(job_id, segment, proofs[segment].proof, cheat)
-            assert revert_name(err) == "ProofRejected"
+            assert revert_name(err) == "ProofBoundaryMismatch"
             w.chain.warp(params.proof_window + 1)
             w.keeper.slash_unproven(job_id)
         else:

@@ -74,7 +74,7 @@ def circuits(artifacts: Path, prover_cache: Path) -> ModelCircuits:
 class CheatingWork(ZkWork):
     """A node that commits a wrong output: the circuits run honestly (so its prover has real
     inputs to prove), but it commits made-up activations after the input and a wrong
-    output whose Poseidon hash is not what any segment computes."""
+    output whose boundary hash is not what any segment computes."""
 
     def run(self, name: str, data: bytes) -> ModelRun:
         honest = super().run(name, data)
@@ -170,7 +170,7 @@ class World:
         attested: bool = False,
     ) -> int:
         data = encode_digits_input(image)
-        # the requester's own Poseidon hash of its input, as segment 0 reads it
+        # the requester's own boundary hash of its input, as segment 0 reads it
         input_hash = self.circuits_run(data).boundary_hashes[0]
         now = int(self.agent.client.w3.eth.get_block("latest")["timestamp"])
         request = JobRequest(

@@ -78,7 +78,7 @@ def test_io_visibility_and_logrows_are_checked() -> None:
     assert (hashed.input_visibility, hashed.output_visibility) == ("hashed/public",) * 2
     with pytest.raises(ValueError, match="is not one of"):
         CircuitOptions(io_visibility="private")
-    with pytest.raises(ValueError, match="logrows 17 is not in 1..16"):
+    with pytest.raises(ValueError, match=r"logrows 17 is not in 1\.\.16"):
         CircuitOptions(logrows=17)
 
 

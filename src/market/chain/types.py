@@ -73,7 +73,7 @@ class DisputeOutcome(IntEnum):
 class ZkParams:
     """What a zk job's requester adds to its request (mirrors IZkVerification.ZkParams).
 
-    ``input_boundary_hash`` is ezkl's Poseidon hash of the input as segment 0's circuit reads
+    ``input_boundary_hash`` is the boundary hash of the input as segment 0's circuit reads
     it (``prover.boundary_hashes(...)[0]``); ``attested`` asks for off-chain verification.
     """
 
