@@ -49,11 +49,9 @@ from worker.models import build_models, digits_test_split, encode_digits_input, 
 
 pytestmark = pytest.mark.integration
 
-#: Issue 5's target for one on-chain verification, under the gas schedule it was set in
-#: (Prague: ezkl's defaults cost 645,970 there). Anvil's default, Osaka, prices the
-#: verifier's three modexp calls higher (EIP-7883): +8,100 gas.
+#: Issue 5's target for one on-chain verification (a transaction to the verifier, under
+#: anvil's default schedule, Osaka; measured ~440,100).
 TARGET_GAS = 450_000
-OSAKA_MODEXP_EXTRA = 8_100
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +94,6 @@ def chain() -> Iterator[tuple[Anvil, ChainClient]]:
     node = start_anvil()
     try:
         yield node, ChainClient(node.rpc_url, DEV_KEYS[0])
-    finally:
-        node.stop()
-
-
-@pytest.fixture(scope="module")
-def prague() -> Iterator[ChainClient]:
-    node = start_anvil(extra_args=("--hardfork", "prague"))
-    try:
-        yield ChainClient(node.rpc_url, DEV_KEYS[0])
     finally:
         node.stop()
 
@@ -262,16 +251,6 @@ def test_verifiers_fit_and_verify_on_chain(
         result = client.w3.eth.call({"to": address, "data": proof.calldata()})
         assert int.from_bytes(result, "big") == 1
         receipt = _send(client, to=address, data=proof.calldata())
-        assert receipt["status"] == 1
-        assert receipt["gasUsed"] <= TARGET_GAS + OSAKA_MODEXP_EXTRA
-
-
-def test_one_verification_meets_the_gas_target(
-    prague: ChainClient, circuits: ModelCircuits, proofs: list[Proof]
-) -> None:
-    for seg, proof in zip(circuits.segments, proofs, strict=True):
-        address = str(_send(prague, data=seg.verifier().bytecode)["contractAddress"])
-        receipt = _send(prague, to=address, data=proof.calldata())
         assert receipt["status"] == 1
         assert receipt["gasUsed"] <= TARGET_GAS, f"{seg.name}: {receipt['gasUsed']} gas"
 

@@ -259,6 +259,17 @@ def test_honest_zk_spot_job_settles_on_a_real_proof(
 
     receipt = w.node.submit_proof(job_id, segment, proofs[segment].proof, run.boundary_hashes)
     GAS[f"submitProof (segment {segment}, real verifier)"] = receipt["gasUsed"]
+    # the verification inside it: the verifier's STATICCALL, and the proof's calldata
+    trace = w.node.client.w3.provider.make_request(
+        "debug_traceTransaction", [receipt["transactionHash"].hex(), {"tracer": "callTracer"}]
+    )
+    calls = trace["result"].get("calls", [])
+    (call,) = [c for c in calls if c["to"].lower() == w.verifiers[segment].lower()]
+    verifier_gas = int(call["gasUsed"], 16)
+    proof_calldata = sum(16 if b else 4 for b in proofs[segment].proof)
+    GAS["  of which the verifier's STATICCALL"] = verifier_gas
+    GAS["  and the proof's calldata"] = proof_calldata
+    assert verifier_gas + proof_calldata <= 450_000
     assert receipt["gasUsed"] < SUBMIT_PROOF_GAS_CEILING
     assert w.node.zk_job(job_id).proven_segments == [segment]
 
