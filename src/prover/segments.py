@@ -532,6 +532,9 @@ def _build_into(
         circuit=name, vk=vk, settings=settings, srs=srs, sol_out=sol, solc=config.solc
     )
     verifier = compile_verifier(name, sol, config.solc)
+    if verifier.runtime_size > config.max_verifier_bytes and config.solc.optimizer_runs > 1:
+        # high runs inline constants (cheaper calls, more code): fall back to the smallest code
+        verifier = compile_verifier(name, sol, replace(config.solc, optimizer_runs=1))
     seconds["verifier"] = time.perf_counter() - t
     if verifier.runtime_size > config.max_verifier_bytes:
         raise VerifierTooLarge(name, verifier.runtime_size, config.max_verifier_bytes)

@@ -35,7 +35,9 @@ from prover import (
     ProofRejected,
     ProverConfig,
     QuantizedTensor,
+    VerifierTooLarge,
     boundary_hashes,
+    build_circuit,
     build_model,
     prove_segment,
     run_model,
@@ -290,3 +292,24 @@ def test_bad_proofs_revert_on_chain(
             client.w3.eth.call({"to": address, "data": proof.calldata()})
         with pytest.raises(ChainError):  # mined, and reverted
             client.send(to=address, data=proof.calldata(), gas=3_000_000)
+
+
+def test_a_verifier_over_the_size_limit_falls_back_to_small_code_or_is_refused(
+    model_dir: Path, circuits: ModelCircuits, tmp_path: Path
+) -> None:
+    """Verifiers are compiled for cheap calls (100,000 optimizer runs: 16.4 KB here); one
+    that would pass the code-size limit is recompiled for size (1 run: 11.1 KB), and one
+    over the limit either way is refused."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    fc3 = model_dir / manifest["segments"][2]["file"]
+    calibration = [np.linspace(-2.0, 2.0, 16).reshape(1, 16), np.zeros((1, 16))]
+
+    def build(limit: int) -> int:
+        config = ProverConfig(cache_dir=tmp_path / str(limit), max_verifier_bytes=limit)
+        seg = build_circuit(fc3, name="fc3", calibration=calibration, config=config)
+        return seg.sizes.verifier_runtime
+
+    assert circuits.segments[2].sizes.verifier_runtime > 12_000  # compiled for cheap calls
+    assert build(12_000) <= 12_000  # fc3 again, compiled for size
+    with pytest.raises(VerifierTooLarge):
+        build(8_000)
