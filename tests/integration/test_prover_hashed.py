@@ -3,7 +3,7 @@ segment's input and output are public as one Poseidon hash each, so a proof has 
 instances, ``[input hash, output hash]``, and every segment keeps its own logrows. It costs
 ~90k more gas per on-chain verification than the default KZG-committed boundaries
 (docs/prover.md), and stays available as a build option; this checks it still links and
-verifies. Builds and proves three more circuits (~20 s).
+verifies. Builds and proves three more circuits (~24 s): `long`, so `make test-long` runs it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from prover import (
 from prover.felts import felt_to_uint
 from worker.models import build_models, digits_test_split
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]  # ~24 s; `make test-long`
 
 #: Measured ~541,000 under Osaka (anvil's default), ~533,000 under Prague.
 HASHED_GAS_CEILING = 560_000
