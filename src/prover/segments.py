@@ -290,13 +290,16 @@ def _common_logrows(
                     config.circuit,
                 )
             record.parent.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"logrows": logrows}))
+            staged = record.with_name(f".{record.name}.{os.getpid()}")
+            staged.write_text(json.dumps({"logrows": logrows}))
+            os.replace(staged, record)  # whole, even with several builders at once
             found.append(logrows)
         calibration = run_onnx(onnx_path, calibration)
     return max(found)
 
 
 def _key(onnx_path: Path, calibration: Sequence[FloatArray], config: ProverConfig) -> str:
+    """``<segment hash>-<build key>``: the graph, the options and the calibration data."""
     calib = hashlib.sha256()
     for x in calibration:
         calib.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
@@ -363,13 +366,9 @@ def build_circuit(
 ) -> SegmentCircuit:
     """Build (or find in the cache) the circuit, keys and verifier of one ONNX graph."""
     source_hash = file_hash(onnx_path)
-    calib = hashlib.sha256()
-    for x in calibration:
-        calib.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
-    build_key = hashlib.sha256((config.build_digest() + calib.hexdigest()).encode()).hexdigest()[
-        :16
-    ]
-    folder = config.cache_dir / "circuits" / f"{source_hash[2:18]}-{build_key}"
+    key = _key(onnx_path, calibration, config)
+    build_key = key.split("-")[1]
+    folder = config.cache_dir / "circuits" / key
     found = _cached(folder, build_key, config)
     if found is not None:
         return found
