@@ -168,9 +168,18 @@ def questions(count: int, words: int, seed: int) -> list[str]:
 
 
 def generation(
-    device: str, dtype: torch.dtype, levels: list[int], requests: int, max_new: int
+    device: str,
+    dtype: torch.dtype,
+    levels: list[int],
+    requests: int,
+    max_new: int,
+    one_call: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
+    """The engine at each level; ``one_call`` forces one product per step even where the
+    probe found it not row-invariant (to measure what the 8-row tiles cost)."""
     llm, mode = random_llm(device, dtype)
+    if one_call:
+        llm.model.tiled = False
     rows = []
     for clients in levels:
         asked = questions(max(requests, 2 * clients), 40, seed=clients)
@@ -180,7 +189,19 @@ def generation(
         row = summarise(
             f"engine {device} {str(dtype).removeprefix('torch.')}", clients, timings, wall
         )
-        row["mean_batch"] = profile["mean_batch"]
+        row.update(
+            {
+                k: profile[k]
+                for k in (
+                    "mean_batch",
+                    "forward_s",
+                    "sampling_s",
+                    "engine_other_s",
+                    "idle_s",
+                    "steps",
+                )
+            }
+        )
         rows.append(row)
     del llm
     if device == "cuda":
@@ -196,6 +217,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script")
+    parser.add_argument("--generation-only", action="store_true", help="skip the inference part")
     args = parser.parse_args()
     console = Console(width=140)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -219,10 +241,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         started = time.perf_counter()
-        build_models(Path(tmp), ["digits-mlp", "digits-cnn"], progress=False)
+        batches = [] if args.generation_only else [1, 32] if args.quick else [1, 32, 256, 1024]
+        if batches:
+            build_models(Path(tmp), ["digits-mlp", "digits-cnn"], progress=False)
         report["models_build_s"] = time.perf_counter() - started
-        batches = [1, 32] if args.quick else [1, 32, 256, 1024]
-        report["inference"] = inference(Path(tmp), batches, 3 if args.quick else 10, args.device)
+        report["inference"] = (
+            inference(Path(tmp), batches, 3 if args.quick else 10, args.device) if batches else []
+        )
     table = Table(title=f"worker inference, run_inputs (float64): {name} vs {env['cpus']} CPUs")
     for col in ("model", "batch", "CPU jobs/s", "CUDA jobs/s", "CUDA / CPU", "same bytes"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -247,13 +272,24 @@ def main() -> None:
         gen += rows
         modes[f"{args.device} {str(dtype).removeprefix('torch.')}"] = mode
         console.print(f"{args.device} {dtype}: row-invariance mode {mode}")
+    if args.device == "cuda":
+        rows, _ = generation("cuda", torch.float32, [8, 32], requests, max_new, one_call=True)
+        gen += rows
     cpu_rows, cpu_mode = generation("cpu", torch.float32, [1, 8], 8, 16 if args.quick else 32)
     gen += cpu_rows
     modes["cpu float32"] = cpu_mode
     report["generation"] = gen
     report["row_invariance"] = modes
     table = Table(title="generation engine, SmolLM2-135M shape (random weights)")
-    for col in ("system", "clients", "tok/s", "mean batch", "TTFT p50/p95 ms", "ITL p50/p95 ms"):
+    for col in (
+        "system",
+        "clients",
+        "tok/s",
+        "mean batch",
+        "TTFT p50/p95 ms",
+        "ITL p50/p95 ms",
+        "forward / sampling / engine / idle s",
+    ):
         table.add_column(col, justify="left" if col == "system" else "right")
     for r in gen:
         table.add_row(
@@ -263,6 +299,8 @@ def main() -> None:
             f"{r['mean_batch']:.1f}",
             f"{r['ttft_s']['p50'] * 1e3:.0f} / {r['ttft_s']['p95'] * 1e3:.0f}",
             f"{r['itl_s']['p50'] * 1e3:.1f} / {r['itl_s']['p95'] * 1e3:.1f}",
+            f"{r['forward_s']:.1f} / {r['sampling_s']:.1f} / {r['engine_other_s']:.1f} / "
+            f"{r['idle_s']:.1f}",
         )
     console.print(table)
     args.out.mkdir(parents=True, exist_ok=True)
