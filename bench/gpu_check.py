@@ -186,9 +186,9 @@ def generation(
         timings, _, profile, wall = run_engine(
             llm, EngineConfig(), asked, clients, max_new, stagger_s=0.002
         )
-        row = summarise(
-            f"engine {device} {str(dtype).removeprefix('torch.')}", clients, timings, wall
-        )
+        label = f"engine {device} {str(dtype).removeprefix('torch.')}"
+        label += " one-call" if one_call else ""
+        row = summarise(label, clients, timings, wall)
         row.update(
             {
                 k: profile[k]
