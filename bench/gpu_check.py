@@ -47,18 +47,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "src"))
 
 from llm_bench import run_engine, summarise  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
-from tokenizers.models import WordLevel  # noqa: E402
-from tokenizers.pre_tokenizers import WhitespaceSplit  # noqa: E402
 
 from worker.llm import EngineConfig, LoadedLLM  # noqa: E402
-from worker.llm.artefacts import SMOLLM2_INPUT  # noqa: E402
-from worker.llm.model import LlamaConfig, LlamaModel, check_row_invariance  # noqa: E402
-from worker.llm.runtime import GenerationSpec  # noqa: E402
-from worker.llm.tokenizer import TextCodec  # noqa: E402
+from worker.llm.model import LlamaConfig  # noqa: E402
+from worker.llm.synthetic import random_weights, word_llm  # noqa: E402
 from worker.models import build_models, load_model  # noqa: E402
 from worker.models.digits import digits_test_split, encode_digits_input  # noqa: E402
-from worker.models.manifest import ModelManifest  # noqa: E402
 
 #: SmolLM2-135M-Instruct's architecture (its config.json).
 SMOLLM2_SHAPE = LlamaConfig(
@@ -132,33 +126,17 @@ def inference(
 
 def random_llm(device: str, dtype: torch.dtype) -> tuple[LoadedLLM, str]:
     """A LoadedLLM of SmolLM2-135M's shape with random weights, a word-per-id tokenizer."""
-    torch.manual_seed(0)
-    model = LlamaModel(SMOLLM2_SHAPE)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn_like(param) * 0.02)
-    model = model.to(device=device, dtype=dtype).eval()
-    mode = check_row_invariance(model)
+    model = random_weights(SMOLLM2_SHAPE, 0.02).to(device=device, dtype=dtype)
     vocab = SMOLLM2_SHAPE.vocab_size
-    tokenizer = Tokenizer(WordLevel({f"w{i}": i for i in range(vocab)}, unk_token="w0"))
-    tokenizer.pre_tokenizer = WhitespaceSplit()
-    manifest = ModelManifest(
-        name="smollm2-shape-random",
-        kind="text-generation",
-        recipe_version=1,
-        input=SMOLLM2_INPUT,
-        output_shape=(-1,),
-        output_scale=0,
-        segments=(),
-        files={},
-        artifacts_hash="0x" + "00" * 32,
-        model_id="0x" + "00" * 32,
-        weights_files=(),
-        onnx_file=None,
+    llm = word_llm(
+        "smollm2-shape-random",
+        SMOLLM2_SHAPE,
+        model,
+        stop_token_ids=frozenset({vocab - 1}),
+        max_prompt_tokens=512,
+        max_new_tokens=1024,
     )
-    spec = GenerationSpec(TEMPLATE, {}, frozenset({vocab - 1}), 512, 1024)
-    codec = TextCodec(tokenizer, TEMPLATE, {})
-    return LoadedLLM(manifest, SMOLLM2_SHAPE, model, codec, spec, None, mode), mode
+    return llm, llm.batch_invariance
 
 
 def questions(count: int, words: int, seed: int) -> list[str]:

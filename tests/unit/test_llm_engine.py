@@ -12,9 +12,6 @@ import threading
 
 import pytest
 import torch
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
-from tokenizers.pre_tokenizers import WhitespaceSplit
 
 from worker.llm import (
     DuplicateRequestError,
@@ -26,13 +23,10 @@ from worker.llm import (
     LLMEngine,
     LoadedLLM,
 )
-from worker.llm.artefacts import SMOLLM2_INPUT
 from worker.llm.kvcache import SequenceKV
-from worker.llm.model import PREFILL_CHUNK, LlamaConfig, LlamaModel, check_row_invariance, pack
-from worker.llm.runtime import GenerationSpec
-from worker.llm.tokenizer import TextCodec
+from worker.llm.model import PREFILL_CHUNK, LlamaConfig, pack
+from worker.llm.synthetic import random_weights, word_llm
 from worker.models.errors import InvalidInput
-from worker.models.manifest import ModelManifest
 
 VOCAB = 48
 STOP = 47
@@ -49,36 +43,18 @@ CFG = LlamaConfig(
     max_positions=256,
     tie_word_embeddings=True,
 )
-TEMPLATE = "{% for m in messages %}{{ m.role }} {{ m.content }} {% endfor %}assistant"
 
 
 def tiny_llm(max_prompt_tokens: int = 64) -> LoadedLLM:
-    torch.manual_seed(0)
-    model = LlamaModel(CFG)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn_like(param) * 0.5)
-    model = model.double().eval()
-    mode = check_row_invariance(model)
-    words = {f"w{i}": i for i in range(VOCAB)}
-    tokenizer = Tokenizer(WordLevel(words, unk_token="w0"))
-    tokenizer.pre_tokenizer = WhitespaceSplit()
-    manifest = ModelManifest(
-        name="tiny",
-        kind="text-generation",
-        recipe_version=1,
-        input=SMOLLM2_INPUT,
-        output_shape=(-1,),
-        output_scale=0,
-        segments=(),
-        files={},
-        artifacts_hash="0x" + "00" * 32,
-        model_id="0x" + "00" * 32,
-        weights_files=(),
-        onnx_file=None,
+    model = random_weights(CFG, 0.5).double()
+    return word_llm(
+        "tiny",
+        CFG,
+        model,
+        stop_token_ids=frozenset({STOP}),
+        max_prompt_tokens=max_prompt_tokens,
+        max_new_tokens=256,
     )
-    spec = GenerationSpec(TEMPLATE, {}, frozenset({STOP}), max_prompt_tokens, 256)
-    return LoadedLLM(manifest, CFG, model, TextCodec(tokenizer, TEMPLATE, {}), spec, None, mode)
 
 
 @pytest.fixture(scope="module")
