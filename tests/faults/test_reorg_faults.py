@@ -154,6 +154,7 @@ def settle_with_reorgs(
         time.sleep(0.1)
 
 
+@pytest.mark.long  # fails intermittently (~1 in 4): docs/reliability.md, "Open"
 def test_reorgs_while_workers_and_settlement_run(
     chain: Chain, tmp_path: Path, prefix: str, waves: int = 2
 ) -> None:
