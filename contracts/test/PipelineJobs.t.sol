@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {Test} from "./utils/Test.sol";
-import {MockHalo2Verifier, FalseVerifier} from "./mocks/MockHalo2Verifier.sol";
+import {MockHalo2Verifier, FalseVerifier, boundaryHash} from "./mocks/MockHalo2Verifier.sol";
 import {ModelRegistry} from "../src/ModelRegistry.sol";
 import {NodeRegistry} from "../src/NodeRegistry.sol";
 import {PipelineJobs} from "../src/PipelineJobs.sol";
@@ -39,7 +39,6 @@ contract PipelineJobsTest is Test {
 
     bytes internal constant INPUT = hex"0104020000000800000008";
     uint256 internal constant IN_BOUNDARY = 11; // the input boundary's tag
-    uint256 internal constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
     // Each segment's output: blob hash and boundary (its tag: the hash is `_bh(tag)`).
     bytes32[3] internal outHash = [keccak256("act0"), keccak256("act1"), keccak256("result")];
     uint256[3] internal outBoundary = [uint256(22), 33, 44];
@@ -106,7 +105,7 @@ contract PipelineJobsTest is Test {
 
     /// @notice The boundary hash of the boundary tagged `tag` (MockHalo2Verifier.point).
     function _bh(uint256 tag) internal pure returns (uint256) {
-        return uint256(keccak256(abi.encode(tag, keccak256(abi.encode("point", tag))))) % FIELD;
+        return boundaryHash(tag);
     }
 
     function _commit(uint256 jobId, uint256 i) internal {

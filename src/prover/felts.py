@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -128,6 +129,13 @@ def g1_from_compressed(data: bytes) -> tuple[int, int]:
         raise ValueError("x is not the x of a point on BN254's G1")
     if y & 1 != odd:
         y = q - y
+    return x, y
+
+
+def g1_from_ezkl(point: Any) -> tuple[int, int]:
+    """``(x, y)`` of a point as ezkl's Python API returns one (``kzg_commit``'s
+    ``PyG1Affine``: each coordinate little-endian hex)."""
+    x, y = (int.from_bytes(bytes.fromhex(str(getattr(point, c))), "little") for c in "xy")
     return x, y
 
 

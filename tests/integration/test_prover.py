@@ -46,7 +46,7 @@ from prover import (
     verify_segment,
 )
 from prover.errors import WitnessError
-from prover.felts import commitment_hash, g1_to_evm
+from prover.felts import commitment_hash, g1_from_ezkl, g1_to_evm
 from worker.models import build_models, digits_test_split, encode_digits_input, load_model
 
 pytestmark = pytest.mark.integration
@@ -120,11 +120,6 @@ def _swapped_output(proof: Proof, other: Proof) -> Proof:
     return replace(proof, proof=proof.proof[:64] + other.proof[64:128] + proof.proof[128:])
 
 
-def felt_to_uint_base(text: str) -> int:
-    """A coordinate as ezkl's PyG1Affine gives it (hex, little-endian)."""
-    return int.from_bytes(bytes.fromhex(text), "little")
-
-
 # --------------------------------------------------------------------------- build
 
 
@@ -173,8 +168,7 @@ def test_boundary_hashes_chain_across_segments(
             str(fc1.settings_path),
             str(fc1.srs_path),
         )
-        x, y = (felt_to_uint_base(str(getattr(point, c))) for c in ("x", "y"))
-        assert commitment_hash(g1_to_evm((x, y))) == hashes[0]
+        assert commitment_hash(g1_to_evm(g1_from_ezkl(point))) == hashes[0]
     assert len({run.boundary_hashes for run in runs}) == len(runs)
     # a one-unit change of one pixel changes every boundary hash after it
     changed = images[0].copy()

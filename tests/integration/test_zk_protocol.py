@@ -21,6 +21,7 @@ import ezkl
 import numpy as np
 import pytest
 from eth_utils.crypto import keccak
+from web3.types import RPCEndpoint
 
 from market.canonical import encode_quantized
 from market.chain.market import Market
@@ -48,7 +49,7 @@ from prover import (
     run_model,
     verify_segment,
 )
-from prover.felts import commitment_hash, g1_to_evm, int_to_felt
+from prover.felts import commitment_hash, g1_from_ezkl, g1_to_evm, int_to_felt
 from worker.models import build_models, digits_test_split, encode_digits_input
 
 from ..conftest import Chain
@@ -190,8 +191,7 @@ def commitment(values: list[int], circuit: SegmentCircuit) -> int:
         str(circuit.settings_path),
         str(circuit.srs_path),
     )
-    x, y = (int.from_bytes(bytes.fromhex(str(getattr(point, c))), "little") for c in "xy")
-    return commitment_hash(g1_to_evm((x, y)))
+    return commitment_hash(g1_to_evm(g1_from_ezkl(point)))
 
 
 def revert_name(exc: pytest.ExceptionInfo[ContractRevert]) -> str:
@@ -261,7 +261,8 @@ def test_honest_zk_spot_job_settles_on_a_real_proof(
     GAS[f"submitProof (segment {segment}, real verifier)"] = receipt["gasUsed"]
     # the verification inside it: the verifier's STATICCALL, and the proof's calldata
     trace = w.node.client.w3.provider.make_request(
-        "debug_traceTransaction", [receipt["transactionHash"].hex(), {"tracer": "callTracer"}]
+        RPCEndpoint("debug_traceTransaction"),
+        [receipt["transactionHash"].hex(), {"tracer": "callTracer"}],
     )
     calls = trace["result"].get("calls", [])
     (call,) = [c for c in calls if c["to"].lower() == w.verifiers[segment].lower()]

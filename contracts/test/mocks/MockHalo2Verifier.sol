@@ -3,6 +3,18 @@ pragma solidity 0.8.28;
 
 import {IHalo2Verifier} from "../../src/interfaces/IHalo2Verifier.sol";
 
+/// @notice The stand-in commitment (64 bytes) of the boundary named `tag`.
+function boundaryPoint(uint256 tag) pure returns (bytes memory) {
+    return abi.encode(tag, keccak256(abi.encode("point", tag)));
+}
+
+/// @notice The boundary hash of the boundary named `tag`, as SegmentProofs computes it from the
+///         stand-in commitment (what nodes commit in the tests).
+function boundaryHash(uint256 tag) pure returns (uint256) {
+    return uint256(keccak256(boundaryPoint(tag)))
+        % 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+}
+
 /// @title MockHalo2Verifier
 /// @notice A stand-in for an ezkl `Halo2Verifier`, with the same interface and failure mode
 ///         (it reverts on a bad proof), for forge unit tests of the verification state machine.
@@ -14,10 +26,6 @@ import {IHalo2Verifier} from "../../src/interfaces/IHalo2Verifier.sol";
 ///         real verifier. The real verifiers (ezkl-generated, real proofs) are tested in
 ///         tests/integration/test_zk_protocol.py and test_prover.py.
 contract MockHalo2Verifier is IHalo2Verifier {
-    /// @notice BN254's scalar field order (SegmentProofs reduces boundary hashes into it).
-    uint256 internal constant FIELD =
-        21888242871839275222246405745257275088548364400416034343698204186575808495617;
-
     /// @notice Stands for the verifying key baked into a real verifier.
     bytes32 public immutable key;
 
@@ -41,12 +49,12 @@ contract MockHalo2Verifier is IHalo2Verifier {
 
     /// @notice The stand-in commitment (64 bytes) of the boundary named `tag`.
     function point(uint256 tag) public pure returns (bytes memory) {
-        return abi.encode(tag, keccak256(abi.encode("point", tag)));
+        return boundaryPoint(tag);
     }
 
     /// @notice The boundary hash of the boundary named `tag` (what nodes commit).
     function hashOf(uint256 tag) public pure returns (uint256) {
-        return uint256(keccak256(point(tag))) % FIELD;
+        return boundaryHash(tag);
     }
 }
 

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {MarketFixture} from "./MarketFixture.sol";
-import {MockHalo2Verifier} from "../mocks/MockHalo2Verifier.sol";
+import {MockHalo2Verifier, boundaryHash} from "../mocks/MockHalo2Verifier.sol";
 import {ZkVerification} from "../../src/ZkVerification.sol";
 import {IJobMarket} from "../../src/interfaces/IJobMarket.sol";
 import {IModelRegistry} from "../../src/interfaces/IModelRegistry.sol";
@@ -73,7 +73,7 @@ abstract contract ZkFixture is MarketFixture {
 
     /// @notice The boundary hash of the boundary tagged `tag` (MockHalo2Verifier.hashOf).
     function _h(uint256 tag) internal pure returns (uint256) {
-        return uint256(keccak256(abi.encode(tag, keccak256(abi.encode("point", tag))))) % FIELD;
+        return boundaryHash(tag);
     }
 
     /// @notice The tag (< 256) of the boundary whose hash is `hash`.
